@@ -1,0 +1,69 @@
+"""scikit-learn's bundled 8x8 handwritten digits, binarized: the offline default data set."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vae_lab.data.loader import InMemoryDataModule, check_int
+
+DIGITS_ROWS = 1797
+# The split is a property of the data set, not of the run: a fixed permutation from a fixed seed
+# (NumPy's legacy RandomState, whose stream is frozen across NumPy versions).
+SPLIT_SEED = 0
+
+
+def load_digits_array() -> np.ndarray:
+    """The 1,797 images of ``sklearn.datasets.load_digits`` as a (1797, 64) array of grey levels 0..16."""
+    from sklearn.datasets import load_digits
+
+    return np.asarray(load_digits().data)
+
+
+class DigitsDataModule(InMemoryDataModule):
+    """scikit-learn's 8x8 digits (UCI optical recognition of handwritten digits), binarized.
+
+    - Pixels: grey levels 0..16; ``x = 1`` where ``level >= threshold`` (default 8, half the range),
+      else 0. The binarization is static, so it needs no random numbers.
+    - Split: the 1,797 images in a fixed random order (``numpy.random.RandomState(0).permutation``,
+      independent of the run's ``seed``); the first ``train`` = 1797 - val_size - test_size rows
+      (1,397 by default) train, the next ``val_size`` (200) validate, the last ``test_size`` (200) test.
+    - Offline and small: a whole run takes seconds on a CPU. Nothing is read from ``data_dir``
+      (accepted so that every data config looks alike).
+
+    Attributes: ``input_dim = 64``, ``image_shape = (8, 8)``, ``kind = "binary"``, ``train_size``.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        batch_size: int = 100,
+        eval_batch_size: int = 1000,
+        seed: int = 0,
+        threshold: int = 8,
+        val_size: int = 200,
+        test_size: int = 200,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(data_dir, batch_size, eval_batch_size, seed, drop_last)
+        self.threshold = check_int("threshold", threshold, minimum=1, maximum=16)
+        self.val_size = check_int("val_size", val_size, minimum=1, maximum=DIGITS_ROWS - 2)
+        self.test_size = check_int("test_size", test_size, minimum=1, maximum=DIGITS_ROWS - 2)
+        if self.val_size + self.test_size > DIGITS_ROWS - 1:
+            raise ValueError(f"val_size + test_size must be <= {DIGITS_ROWS - 1} to leave training data, "
+                             f"got {self.val_size} + {self.test_size}")
+        self.input_dim = 64
+        self.image_shape = (8, 8)
+        self.kind = "binary"
+        self.train_size = DIGITS_ROWS - self.val_size - self.test_size
+
+    def _load(self) -> tuple[Tensor, Tensor, Tensor]:
+        levels = load_digits_array()
+        x = torch.from_numpy((levels >= self.threshold).astype(np.float32))
+        order = torch.from_numpy(np.random.RandomState(SPLIT_SEED).permutation(len(x)))
+        x = x[order]
+        n_train = len(x) - self.val_size - self.test_size
+        return x[:n_train], x[n_train : n_train + self.val_size], x[n_train + self.val_size :]

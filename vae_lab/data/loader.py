@@ -1,0 +1,296 @@
+"""Batches from in-memory tensors, and the DataModule base that every vae-lab data set shares.
+
+The data sets here fit in memory many times over, so a batch is one indexing operation on one tensor:
+no Dataset, no collate function, no per-item Python work. Lightning accepts any iterable with a
+``__len__`` as a dataloader, and moves the yielded tensor to the device itself.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from vae_lab.data.download import resolve_data_dir
+
+Transform = Callable[[Tensor, torch.Generator], Tensor]
+
+
+def _derived_seed(*words: int) -> int:
+    """A 63-bit seed derived from integers with NumPy's SeedSequence (stable across versions)."""
+    return int(np.random.SeedSequence([int(w) & 0xFFFFFFFF for w in words]).generate_state(2, np.uint64)[0]
+               >> np.uint64(1))
+
+
+class TensorBatches:
+    """Iterate over ``data`` in batches of ``batch_size`` rows; yields one tensor per batch.
+
+    With ``shuffle`` each epoch (each ``iter()``) draws a fresh permutation from this object's own
+    ``torch.Generator`` seeded by ``seed``; the same seed gives the same sequence of batches.
+    ``transform(x, generator)`` is applied per batch (for example dynamic binarization,
+    ``torch.bernoulli(x, generator=generator)``); it gets a second generator, so that the permutation
+    does not depend on what the transform draws.
+
+    For data parallel training give ``num_replicas`` and ``rank``: every replica draws the same
+    permutation (same seed) and takes every ``num_replicas``-th row of it, after dropping the tail
+    that does not divide evenly, so all replicas run the same number of batches; the transform
+    generator is seeded per rank.
+
+    ``state_dict()``/``load_state_dict()`` capture the generators as they were at the start of the
+    current epoch and the number of batches handed out, so a restored object replays the rest of that
+    epoch exactly. Lightning saves this state in checkpoints and restores it on a mid-epoch resume;
+    :class:`InMemoryDataModule` carries it over an epoch-boundary resume as well.
+
+    ``data`` stays where it is (keep it on the CPU: the generators are CPU generators); Lightning
+    moves each yielded batch to the model's device. Unshuffled batches without a transform are views
+    of ``data`` (no copy): do not modify a batch in place.
+    """
+
+    def __init__(
+        self,
+        data: Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        transform: Transform | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        check_int("batch_size", batch_size, minimum=1)
+        check_int("num_replicas", num_replicas, minimum=1)
+        check_int("rank", rank, minimum=0)
+        if rank >= num_replicas:
+            raise ValueError(f"rank must be in [0, num_replicas={num_replicas}), got {rank}")
+        if not isinstance(data, Tensor) or data.dim() < 1:
+            raise ValueError("data must be a torch.Tensor with at least one dimension")
+        self.data = data
+        self.batch_size = batch_size
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.seed = int(seed)
+        self.transform = transform
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.transform_generator = torch.Generator().manual_seed(_derived_seed(self.seed, rank, 1))
+        self._epoch_start_state = self._generator_states()
+        self._position = 0  # batches handed out in the current epoch
+        self._skip = 0  # batches to replay silently on the next iter() after load_state_dict
+
+    # sizes --------------------------------------------------------------------------------------
+    @property
+    def num_rows(self) -> int:
+        """Rows this replica iterates over per epoch."""
+        n = self.data.shape[0]
+        return n // self.num_replicas if self.num_replicas > 1 else n
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_rows // self.batch_size
+        return math.ceil(self.num_rows / self.batch_size)
+
+    # iteration ----------------------------------------------------------------------------------
+    def _generator_states(self) -> tuple[Tensor, Tensor]:
+        return self.generator.get_state(), self.transform_generator.get_state()
+
+    def _indices(self) -> Tensor | None:
+        n = self.data.shape[0]
+        if not self.shuffle and self.num_replicas == 1:
+            return None
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        if self.num_replicas > 1:
+            order = order[: self.num_rows * self.num_replicas][self.rank :: self.num_replicas]
+        return order
+
+    def __iter__(self) -> Iterator[Tensor]:
+        skip, self._skip = self._skip, 0
+        self._epoch_start_state = self._generator_states()
+        self._position = 0
+        order = self._indices()
+        bs = self.batch_size
+        for i in range(len(self)):
+            if order is None:
+                x = self.data[i * bs : (i + 1) * bs]
+            else:
+                x = self.data[order[i * bs : (i + 1) * bs]]
+            if self.transform is not None:
+                # skipped batches still draw, so the random stream after a resume is the original one
+                x = self.transform(x, self.transform_generator)
+            self._position = i + 1
+            if i >= skip:
+                yield x
+
+    # resumable state ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        if self._position >= len(self):  # epoch finished: the next one starts from the current state
+            generator, transform_generator = self._generator_states()
+            position = 0
+        else:
+            generator, transform_generator = self._epoch_start_state
+            position = self._position
+        return {"seed": self.seed, "generator": generator, "transform_generator": transform_generator,
+                "position": position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.transform_generator.set_state(state["transform_generator"])
+        self._epoch_start_state = self._generator_states()
+        self._skip = int(state["position"])
+        self._position = self._skip
+
+    def __repr__(self) -> str:
+        return (f"TensorBatches(rows={self.data.shape[0]}, batch_size={self.batch_size}, "
+                f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self.seed}, "
+                f"transform={getattr(self.transform, '__name__', self.transform)})")
+
+
+def bernoulli_transform(x: Tensor, generator: torch.Generator) -> Tensor:
+    """Dynamic binarization: one fresh draw ``x ~ Bernoulli(p)`` per pixel, ``p`` the grey level in [0, 1]."""
+    return torch.bernoulli(x, generator=generator)
+
+
+# argument checks: one-line ValueErrors that name the key ----------------------------------------
+def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if ok and minimum is not None and value < minimum:
+        ok = False
+    if ok and maximum is not None and value > maximum:
+        ok = False
+    if not ok:
+        lo = "" if minimum is None else f" >= {minimum}"
+        hi = "" if maximum is None else f"{' and' if lo else ''} <= {maximum}"
+        raise ValueError(f"{name} must be an integer{lo}{hi}, got {value!r}")
+    return int(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+class InMemoryDataModule(pl.LightningDataModule):
+    """Shared behaviour of vae-lab's DataModules: three float32 tensors in memory, batched by
+    :class:`TensorBatches`.
+
+    Subclasses set ``input_dim``, ``image_shape``, ``kind`` and ``train_size`` in ``__init__`` (so a
+    model can be built before any file is read) and implement :meth:`_load`, returning the train,
+    validation and test tensors, each ``(rows, input_dim)`` float32. Training batches are shuffled
+    with a generator seeded by ``seed``; evaluation batches come in a fixed order.
+    """
+
+    input_dim: int
+    image_shape: tuple[int, int] | None
+    kind: str
+    train_size: int
+    val_size: int
+    test_size: int
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        batch_size: int = 100,
+        eval_batch_size: int = 1000,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.data_dir = resolve_data_dir(data_dir)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, minimum=1)
+        self.seed = check_int("seed", seed)
+        self.drop_last = check_bool("drop_last", drop_last)
+        self.train_data: Tensor | None = None
+        self.val_data: Tensor | None = None
+        self.test_data: Tensor | None = None
+        self._train_batches: TensorBatches | None = None
+        self._pending_train_state: dict[str, Any] | None = None
+
+    # loading ------------------------------------------------------------------------------------
+    def _load(self) -> tuple[Tensor, Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _ensure_loaded(self) -> None:
+        if self.train_data is not None:
+            return
+        train, val, test = self._load()
+        for name, t in (("train", train), ("val", val), ("test", test)):
+            assert t.dtype == torch.float32 and t.dim() == 2 and t.shape[1] == self.input_dim, (name, t.shape)
+        self.train_data, self.val_data, self.test_data = train, val, test
+        self.train_size, self.val_size, self.test_size = len(train), len(val), len(test)
+
+    def prepare_data(self) -> None:
+        # Downloads if needed (Lightning calls this on one process only). Loading here too is what
+        # the download's validation does anyway; setup() reuses it instead of reading twice.
+        self._ensure_loaded()
+
+    def setup(self, stage: str | None = None) -> None:
+        self._ensure_loaded()
+
+    # dataloaders --------------------------------------------------------------------------------
+    def _train_transform(self) -> Transform | None:
+        return None
+
+    def _replicas(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    def train_dataloader(self) -> TensorBatches:
+        self._ensure_loaded()
+        num_replicas, rank = self._replicas()
+        batches = TensorBatches(self.train_data, self.batch_size, shuffle=True, drop_last=self.drop_last,
+                                seed=self.seed, transform=self._train_transform(),
+                                num_replicas=num_replicas, rank=rank)
+        if self._pending_train_state is not None:
+            # resuming from a checkpoint: continue the shuffling / binarization stream where it stopped
+            if int(self._pending_train_state.get("seed", self.seed)) == self.seed:
+                batches.load_state_dict(self._pending_train_state)
+            self._pending_train_state = None
+        elif self._train_batches is not None and _same_layout(self._train_batches, batches):
+            # asked again (reload_dataloaders_every_n_epochs): new epochs go on from the generators'
+            # current states instead of repeating the first epoch's shuffle and draws
+            batches.generator.set_state(self._train_batches.generator.get_state())
+            batches.transform_generator.set_state(self._train_batches.transform_generator.get_state())
+        self._train_batches = batches
+        return batches
+
+    # Lightning stores these in checkpoints; they make a resumed run draw the same batches as an
+    # uninterrupted one, also when it resumes at an epoch boundary (where Lightning itself does not
+    # restore dataloader state).
+    def state_dict(self) -> dict[str, Any]:
+        if self._train_batches is None:
+            return {}
+        return {"train_batches": self._train_batches.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending_train_state = state_dict.get("train_batches")
+
+    def val_dataloader(self) -> TensorBatches:
+        self._ensure_loaded()
+        return TensorBatches(self.val_data, self.eval_batch_size)
+
+    def test_dataloader(self) -> TensorBatches:
+        self._ensure_loaded()
+        return TensorBatches(self.test_data, self.eval_batch_size)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(data_dir={str(self.data_dir)!r}, batch_size={self.batch_size}, "
+                f"eval_batch_size={self.eval_batch_size}, seed={self.seed})")
+
+    # LightningDataModule.__str__ builds every dataloader, which would read (or download) the data
+    __str__ = __repr__
+
+
+def _same_layout(a: TensorBatches, b: TensorBatches) -> bool:
+    return (a.data is b.data and a.batch_size == b.batch_size and a.seed == b.seed
+            and a.num_replicas == b.num_replicas and a.rank == b.rank)
