@@ -1,0 +1,301 @@
+r"""Rejection-sampling reparameterization (RSVI).
+
+Naesseth, Ruiz, Linderman & Blei, "Reparameterization Gradients through Acceptance-Rejection
+Sampling Algorithms", AISTATS 2017.
+
+A rejection sampler draws a proposal z = h(eps, theta), eps ~ s(eps), and accepts it with a probability
+that depends on theta. The accepted eps then has density
+
+.. math::
+
+    \pi(\epsilon; \theta) = s(\epsilon) \frac{q(h(\epsilon, \theta); \theta)}{r(h(\epsilon, \theta); \theta)}
+                          = q(h(\epsilon, \theta); \theta) \left|\frac{\partial h}{\partial \epsilon}\right|,
+
+and the gradient of E_q[f(z)] = E_pi[f(h(eps, theta))] splits into a reparameterization part and a
+correction part:
+
+.. math::
+
+    \nabla_\theta E_q[f] = E_\pi[\nabla_\theta f(h(\epsilon, \theta))]
+        + E_\pi[f(h(\epsilon, \theta)) \nabla_\theta \log \pi(\epsilon; \theta)].
+
+:func:`rsvi_sample` returns both ingredients: ``z = h(eps, theta)`` (differentiable in theta with the
+accepted eps held fixed) and ``log_ratio = log pi(eps; theta)`` (same). The RSVI estimator's surrogate
+is ``f(z) + f(z).detach() * (log_ratio - log_ratio.detach())``.
+
+Families:
+
+* ``Gamma(alpha, rate)``: Marsaglia & Tsang (2000) proposal for shape ``alpha + B`` with shape
+  augmentation (Naesseth et al., section 5):
+  ``z = h(eps, alpha + B) * prod_{i=1..B} u_i^{1 / (alpha + i - 1)} / rate``; the correction uses only
+  the Gamma(alpha + B) part, the ``u_i`` are an exact reparameterization. Computed in log space, so
+  that ``u^{1/alpha}`` does not underflow before it has to.
+* ``Dirichlet(alpha)``: normalized independent Gamma(alpha_i, 1) samples (a softmax of their logs);
+  the log-ratios of the components add.
+* ``Beta(c1, c0)``: a two-component Dirichlet.
+* ``VonMises(loc, kappa)``: the Best & Fisher (1979) wrapped-Cauchy proposal. ``B`` does not apply.
+
+Choice for ``B = 0`` and ``alpha < 1``: Marsaglia & Tsang's method is stated for shapes >= 1 and
+Naesseth et al. reach smaller shapes only through shape augmentation (B >= 1), so ``B = 0`` with any
+``alpha < 1`` raises a ``ValueError`` instead of silently switching to another B. (The proposal is in
+fact exact for shape > 1/3, but its acceptance rate and float32 precision degrade towards 1/3, and the
+paper does not use it there.)
+
+Random numbers come from torch's generators (the global one, or ``generator``). The accept/reject loop
+runs in float64 without gradients, over rounds of the still-rejected entries; the differentiable path
+is then rebuilt in the distribution's dtype from the accepted noise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import singledispatch
+
+import torch
+from torch import Tensor
+from torch.distributions import Beta, Dirichlet, Distribution, Gamma, Independent
+from torch.distributions import VonMises as TorchVonMises
+
+__all__ = ["RejectionSample", "rsvi_sample", "SUPPORTED"]
+
+#: Distribution classes (and their subclasses) that :func:`rsvi_sample` handles.
+SUPPORTED: tuple[type[Distribution], ...] = (Gamma, Dirichlet, Beta, TorchVonMises)
+
+
+@dataclass
+class RejectionSample:
+    """One RSVI draw.
+
+    Attributes:
+        z: the sample, shape ``sample_shape + batch_shape + event_shape``; differentiable w.r.t. the
+            distribution's parameters through the proposal path h(eps, theta), the accepted eps fixed.
+        log_ratio: ``log pi(eps; theta) = log q(h(eps, theta); theta) + log |dh/deps|``, shape
+            ``sample_shape + batch_shape`` (summed over event dimensions); its gradient, multiplied
+            by f(z), is the RSVI correction term.
+    """
+
+    z: Tensor
+    log_ratio: Tensor
+
+
+def rsvi_sample(
+    q: Distribution,
+    sample_shape: torch.Size | tuple[int, ...] = (),
+    B: int = 1,
+    generator: torch.Generator | None = None,
+) -> RejectionSample:
+    """Draw a reparameterized rejection sample from ``q`` (looking through ``Independent``).
+
+    Args:
+        q: a Gamma, Dirichlet, Beta or von Mises distribution, possibly wrapped in ``Independent``.
+        sample_shape: leading sample dimensions.
+        B: shape augmentation for the Gamma-based families (ignored by von Mises); ``B = 0`` needs
+            every shape parameter >= 1.
+        generator: optional torch generator for the noise.
+
+    Raises:
+        ValueError: for ``B < 0``, or ``B = 0`` with a shape parameter below 1.
+        TypeError: for a family without a rejection sampler here.
+    """
+    if isinstance(B, bool) or not isinstance(B, int) or B < 0:
+        raise ValueError(f"B must be an integer >= 0, got {B!r}")
+    sample_shape = torch.Size(sample_shape)
+    base = q
+    while isinstance(base, Independent):  # (not estimators.base.base_distribution: no import cycle)
+        base = base.base_dist
+    out = _rsvi_sample(base, sample_shape, B, generator)
+    extra = len(q.event_shape) - len(base.event_shape)  # dims that Independent reinterpreted
+    if extra:
+        out.log_ratio = out.log_ratio.sum(dim=tuple(range(-extra, 0)))
+    return out
+
+
+@singledispatch
+def _rsvi_sample(base: Distribution, sample_shape: torch.Size, B: int, generator) -> RejectionSample:
+    names = ", ".join(cls.__name__ for cls in SUPPORTED)
+    raise TypeError(f"no rejection sampler for {type(base).__name__} (supported: {names})")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Gamma: Marsaglia & Tsang with shape augmentation
+
+
+def _marsaglia_tsang_eps(a: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Accepted N(0, 1) noise of Marsaglia & Tsang's sampler for Gamma(a, 1), a >= 1, in float64.
+
+    Proposal z = d v, v = (1 + c eps)^3, d = a - 1/3, c = 1 / sqrt(9 d); accept when
+    log u < eps^2 / 2 + d - d v + d log v (and v > 0).
+    """
+    with torch.no_grad():
+        d = (a.detach().to(torch.float64) - 1.0 / 3.0).reshape(-1)
+        c = torch.rsqrt(9.0 * d)
+        eps = torch.empty_like(d)
+        todo = torch.arange(d.numel(), device=d.device)
+        while todo.numel() > 0:
+            dd, cc = d[todo], c[todo]
+            x = torch.randn(todo.shape, dtype=d.dtype, device=d.device, generator=generator)
+            u = torch.rand(todo.shape, dtype=d.dtype, device=d.device, generator=generator)
+            t = cc * x
+            positive = t > -1.0
+            log1p_t = torch.log1p(torch.where(positive, t, 0.0))  # masked below where t <= -1
+            # d (1 - v + log v) with v = (1 + t)^3, written to avoid cancelling 1 - v against log v
+            log_accept = 0.5 * x * x + dd * (3.0 * log1p_t - t * (3.0 + t * (3.0 + t)))
+            accept = positive & (torch.log(u) < log_accept)
+            eps[todo[accept]] = x[accept]
+            todo = todo[~accept]
+        return eps.reshape(a.shape)
+
+
+def _mt_log_h(eps: Tensor, a: Tensor) -> Tensor:
+    """log h(eps, a) = log((a - 1/3) (1 + eps / sqrt(9 a - 3))^3)."""
+    d = a - 1.0 / 3.0
+    return torch.log(d) + 3.0 * torch.log1p(eps * torch.rsqrt(9.0 * d))
+
+
+def _mt_log_density(eps: Tensor, a: Tensor) -> Tensor:
+    r"""log pi(eps; a) = log Gamma(h(eps, a); a, 1) + log dh/deps, the density of accepted eps.
+
+    With d = a - 1/3, t = eps / sqrt(9 d), v = (1 + t)^3 it equals
+
+    .. math:: d (\log v - v + 1) + (a - 1/2) \log d - d - \log\Gamma(a),
+
+    a form without the large cancelling terms (a - 1) log h - h of the direct one.
+    """
+    d = a - 1.0 / 3.0
+    t = eps * torch.rsqrt(9.0 * d)
+    log_v_minus_v_plus_1 = 3.0 * torch.log1p(t) - t * (3.0 + t * (3.0 + t))
+    return d * log_v_minus_v_plus_1 + (a - 0.5) * torch.log(d) - d - torch.lgamma(a)
+
+
+def _log_standard_gamma(
+    alpha: Tensor, sample_shape: torch.Size, B: int, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """(log z, log pi(eps)) of RSVI Gamma(alpha, 1) samples, elementwise, shape sample_shape + alpha.shape."""
+    if B == 0 and bool((alpha < 1).any()):
+        raise ValueError(
+            "B = 0 needs every Gamma/Dirichlet/Beta shape parameter >= 1 (Marsaglia-Tsang without "
+            f"shape augmentation); got a minimum of {alpha.min().item():.3g}. Use B >= 1."
+        )
+    alpha = alpha.expand(sample_shape + alpha.shape)
+    a = alpha + B
+    eps = _marsaglia_tsang_eps(a, generator).to(alpha.dtype)
+    log_z = _mt_log_h(eps, a)
+    if B > 0:
+        # u ~ U(0, 1]: 1 - rand avoids log(0)
+        u = 1.0 - torch.rand((B,) + a.shape, dtype=alpha.dtype, device=alpha.device, generator=generator)
+        offsets = torch.arange(B, dtype=alpha.dtype, device=alpha.device).reshape((B,) + (1,) * a.dim())
+        log_z = log_z + (torch.log(u) / (alpha + offsets)).sum(0)
+    return log_z, _mt_log_density(eps, a)
+
+
+@_rsvi_sample.register
+def _(base: Gamma, sample_shape: torch.Size, B: int, generator) -> RejectionSample:
+    log_z, log_ratio = _log_standard_gamma(base.concentration, sample_shape, B, generator)
+    tiny = torch.finfo(log_z.dtype).tiny
+    z = torch.exp(log_z - torch.log(base.rate)).clamp_min(tiny)  # same floor as torch's Gamma
+    return RejectionSample(z=z, log_ratio=log_ratio)
+
+
+@_rsvi_sample.register
+def _(base: Dirichlet, sample_shape: torch.Size, B: int, generator) -> RejectionSample:
+    log_g, log_ratio = _log_standard_gamma(base.concentration, sample_shape, B, generator)
+    # normalizing in log space keeps tiny concentrations (whose gammas underflow) on the simplex
+    tiny = torch.finfo(log_g.dtype).tiny
+    z = torch.softmax(log_g, dim=-1).clamp_min(tiny)
+    return RejectionSample(z=z, log_ratio=log_ratio.sum(-1))
+
+
+@_rsvi_sample.register
+def _(base: Beta, sample_shape: torch.Size, B: int, generator) -> RejectionSample:
+    alpha = torch.stack([base.concentration1, base.concentration0], dim=-1)
+    log_g, log_ratio = _log_standard_gamma(alpha, sample_shape, B, generator)
+    finfo = torch.finfo(log_g.dtype)
+    z = torch.sigmoid(log_g[..., 0] - log_g[..., 1]).clamp(finfo.tiny, 1.0 - finfo.eps)
+    return RejectionSample(z=z, log_ratio=log_ratio.sum(-1))
+
+
+# ----------------------------------------------------------------------------------------------------
+# von Mises: Best & Fisher
+
+
+def _best_fisher_beta(kappa: Tensor) -> tuple[Tensor, Tensor]:
+    r"""(beta, A) of the Best-Fisher proposal, stable for all kappa > 0.
+
+    Best & Fisher's proposal is a wrapped Cauchy with concentration rho = 2 kappa / (tau + sqrt(2 tau)),
+    tau = 1 + sqrt(1 + 4 kappa^2). Their w = (1 + r cos(pi u)) / (r + cos(pi u)), r = (1 + rho^2) / (2 rho),
+    gives theta = arccos(w) = 2 arctan(beta tan(pi u / 2)) with beta = (1 - rho) / (1 + rho). Written
+    without cancellation (s = sqrt(1 + 4 kappa^2), A = tau + sqrt(2 tau) + 2 kappa):
+
+    .. math:: \beta = \frac{1 + 1/(s + 2\kappa) + \sqrt{2\tau}}{A}, \qquad 1 - \beta = \frac{4\kappa}{A}.
+
+    beta -> 1 - kappa as kappa -> 0 and beta ~ 1 / (2 sqrt(kappa)) as kappa -> infinity.
+    """
+    s = torch.hypot(torch.ones_like(kappa), 2.0 * kappa)
+    tau = 1.0 + s
+    sq = torch.sqrt(2.0 * tau)
+    A = tau + sq + 2.0 * kappa
+    beta = (1.0 + 1.0 / (s + 2.0 * kappa) + sq) / A
+    return beta, A
+
+
+def _best_fisher_u(kappa: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Accepted uniform u1 of the Best-Fisher sampler, float64, shape of ``kappa``.
+
+    Best & Fisher accept when u2 <= c exp(1 - c) with c = kappa (r - w); here
+    c = beta^2 A / (2 (1 + beta) D), D = cos^2(pi u1 / 2) + beta^2 sin^2(pi u1 / 2), which has no
+    cancellation for small or large kappa.
+    """
+    with torch.no_grad():
+        k = kappa.detach().to(torch.float64).reshape(-1)
+        beta, A = _best_fisher_beta(k)
+        u1 = torch.empty_like(k)
+        todo = torch.arange(k.numel(), device=k.device)
+        while todo.numel() > 0:
+            b, aa = beta[todo], A[todo]
+            u = torch.rand((2,) + todo.shape, dtype=k.dtype, device=k.device, generator=generator)
+            x = 0.5 * math.pi * u[0]
+            D = torch.cos(x) ** 2 + (b * torch.sin(x)) ** 2
+            c = b * b * aa / (2.0 * (1.0 + b) * D)
+            accept = torch.log(u[1]) <= torch.log(c) + 1.0 - c
+            u1[todo[accept]] = u[0][accept]
+            todo = todo[~accept]
+        return u1.reshape(kappa.shape)
+
+
+def _best_fisher_path(u1: Tensor, kappa: Tensor) -> tuple[Tensor, Tensor]:
+    r"""(theta, log pi(u1; kappa)) for the Best-Fisher proposal theta = 2 atan(beta tan(pi u1 / 2)) >= 0.
+
+    log pi = log q(theta; 0, kappa) + log |dtheta/du1| with
+
+    .. math::
+
+        \log q = -\kappa (1 - \cos\theta) - \log(2 \pi I_0(\kappa)),\quad
+        1 - \cos\theta = \frac{2\beta^2 \sin^2 x}{D},\quad
+        \frac{d\theta}{du_1} = \frac{\pi \beta}{D},
+
+    x = pi u1 / 2, D = cos^2 x + beta^2 sin^2 x. Unlike arccos(w), every term has finite gradients for
+    u1 in [0, 1], including w = +-1.
+    """
+    beta, _ = _best_fisher_beta(kappa)
+    x = 0.5 * math.pi * u1
+    sin_x, cos_x = torch.sin(x), torch.cos(x)
+    bs = beta * sin_x
+    theta = 2.0 * torch.atan2(bs, cos_x)
+    D = cos_x * cos_x + bs * bs
+    log_q = -kappa * (2.0 * bs * bs / D) - math.log(2.0 * math.pi) - torch.log(torch.special.i0e(kappa))
+    log_jac = math.log(math.pi) + torch.log(beta) - torch.log(D)
+    return theta, log_q + log_jac
+
+
+@_rsvi_sample.register
+def _(base: TorchVonMises, sample_shape: torch.Size, B: int, generator) -> RejectionSample:
+    shape = sample_shape + base.batch_shape
+    kappa = base.concentration.expand(shape)
+    u1 = _best_fisher_u(kappa, generator).to(kappa.dtype)
+    sign = torch.where(
+        torch.rand(shape, dtype=kappa.dtype, device=kappa.device, generator=generator) < 0.5, -1.0, 1.0
+    ).to(kappa.dtype)
+    theta, log_ratio = _best_fisher_path(u1, kappa)
+    z = torch.remainder(base.loc + sign * theta + math.pi, 2.0 * math.pi) - math.pi
+    return RejectionSample(z=z, log_ratio=log_ratio)
