@@ -1,0 +1,127 @@
+"""End-to-end: drive `vae-lab` as a user would, in a temporary directory, and read what it leaves."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+FAST = ["trainer.max_epochs=2", "model.iw_samples=20", "model.iw_chunk=10"]
+COLUMNS = [f"{split}/{name}" for split in ("train", "val", "test") for name in ("elbo", "kl", "recon")] + ["test/nll"]
+
+
+def only_run_dir(root: Path) -> Path:
+    runs = [p.parent for p in root.glob("outputs/*/*/summary.json")]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    from conftest import run_cli
+
+    cwd = tmp_path_factory.mktemp("train")
+    proc = run_cli(["train", *FAST], cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return only_run_dir(cwd)
+
+
+def test_train_writes_the_documented_outputs(trained_run: Path):
+    for name in ("metrics.csv", "summary.json", "train.log", ".hydra/config.yaml", ".hydra/overrides.yaml",
+                 ".hydra/hydra.yaml", "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
+        assert (trained_run / name).is_file(), name
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert set(COLUMNS) <= set(summary["metrics"])
+
+
+def test_metrics_csv_has_named_columns_with_finite_values(trained_run: Path):
+    frame = pd.read_csv(trained_run / "metrics.csv")
+    for column in COLUMNS:
+        assert column in frame.columns, column
+        values = frame[column].dropna()
+        assert len(values) > 0 and values.map(math.isfinite).all(), column
+    assert frame["train/elbo"].dropna().size >= 2
+
+
+def test_tensorboard_events_hold_the_scalar_tags(trained_run: Path):
+    events = list((trained_run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    tags = set()
+    for path in events:
+        acc = EventAccumulator(str(path))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert set(COLUMNS) <= tags, set(COLUMNS) - tags
+
+
+def test_importance_weighted_nll_is_tighter_than_the_elbo(trained_run: Path):
+    metrics = json.loads((trained_run / "summary.json").read_text())["metrics"]
+    assert metrics["test/nll"] <= -metrics["test/elbo"]
+
+
+def test_multirun_with_joblib_gives_distinct_job_directories(cli):
+    proc = cli("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", "+debug=fast",
+               "test=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p.parent for p in cli.cwd.glob("outputs/multirun/*/*/*/summary.json"))
+    assert len(jobs) == 2 and jobs[0] != jobs[1]
+    for job in jobs:
+        assert json.loads((job / "summary.json").read_text())["status"] == "completed"
+        assert (job / "metrics.csv").is_file()
+
+
+def test_two_runs_in_the_same_second_get_different_directories(tmp_path):
+    from vae_lab.config import unique_dir
+
+    first, second = unique_dir(str(tmp_path / "12-00-00")), unique_dir(str(tmp_path / "12-00-00"))
+    assert first != second and Path(first).is_dir() and Path(second).is_dir()
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["posterior=nonsense"], "posterior"),
+        (["model.no_such_key=1"], "model.no_such_key"),
+        (["model.latent_dim=0"], "model.latent_dim"),
+        (["model.latent_dim=abc"], "model.latent_dim"),
+        (["model.optimizer.lr=-0.1"], "optimizer"),
+        (["data.batch_size=0"], "batch_size"),
+        (["posterior=dirichlet", "estimator=reparam"], "estimator"),
+        (["precision=16"], "precision"),
+    ],
+)
+def test_bad_input_gets_one_line_error_and_nonzero_exit(cli, args, key):
+    proc = cli("train", *args, "+debug=fast")
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("vae-lab train: error:")]
+    assert len(errors) == 1, proc.stderr
+    assert key in errors[0], errors[0]
+
+
+def test_bad_input_does_not_touch_earlier_results(cli):
+    earlier = cli.cwd / "outputs" / "2020-01-01" / "00-00-00"
+    earlier.mkdir(parents=True)
+    (earlier / "summary.json").write_text("{}")
+    proc = cli("train", "model.latent_dim=0")
+    assert proc.returncode != 0
+    assert (earlier / "summary.json").read_text() == "{}"
+
+
+def test_help_lists_subcommands_and_config_groups(cli):
+    top = cli("--help")
+    assert top.returncode == 0 and "train" in top.stdout
+    train_help = cli("train", "--help")
+    assert train_help.returncode == 0
+    for group in ("data", "model", "posterior", "prior", "estimator", "trainer", "logger", "callbacks"):
+        assert f"{group}:" in train_help.stdout, group
+
+
+def test_unknown_command_fails(cli):
+    proc = cli("frobnicate")
+    assert proc.returncode == 2 and "unknown command" in proc.stderr

@@ -1,0 +1,217 @@
+"""`vae-lab`: the command-line entry point. Dispatches to subcommands; `train` is a Hydra app.
+
+Before Hydra starts, every combination of the overrides is composed once (`_preflight`), so a typo in
+a group option or key fails at once with one line that names it and what is allowed, instead of
+inside a sweep or after a traceback.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from vae_lab.config import CONF_DIR, group_options
+
+log = logging.getLogger("vae_lab.cli")
+
+COMMANDS: dict[str, str] = {
+    "train": "train a VAE; Hydra overrides select data, model, posterior, prior, estimator, ... "
+    "(`vae-lab train --help` lists them; -m sweeps)",
+    "variance": "toy gradient-variance experiments: Dirichlet / von Mises estimators vs concentration, and "
+    "the Gaussian score-vs-pathwise example (`vae-lab variance --help`)",
+}
+
+# Hydra's own flags; those in the first set take a value.
+_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                     "--config-dir", "-cd", "--experimental-rerun"}
+_INFO_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--info", "-i", "--shell-completion",
+               "-sc", "--experimental-rerun"}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: vae-lab <command> [args]", "", "Gradient estimators for variational autoencoders.", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    lines += ["", "Outputs go to outputs/<date>/<time>/ (sweeps: outputs/multirun/...); "
+              "view them with `tensorboard --logdir outputs`."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    command, rest = args[0], args[1:]
+    if command == "train":
+        return _run_train(rest)
+    if command == "variance":
+        return _run_variance(rest)
+    print(f"vae-lab: error: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+    return 2
+
+
+# -- train ---------------------------------------------------------------------------------------
+def _split_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    flags, overrides, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-"):
+            flags.append(arg)
+            if arg in _FLAGS_WITH_VALUE and i + 1 < len(args):
+                flags.append(args[i + 1])
+                i += 1
+        else:
+            overrides.append(arg)
+        i += 1
+    return flags, overrides
+
+
+def _run_train(args: list[str]) -> int:
+    flags, overrides = _split_flags(args)
+    multirun = "-m" in flags or "--multirun" in flags
+    if not _INFO_FLAGS.intersection(flags):
+        error = _preflight(overrides)
+        if error:
+            print(f"vae-lab train: error: {error}", file=sys.stderr)
+            return 2
+    SweepStatus.failed = SweepStatus.total = 0
+    code = _invoke_hydra(_train_task, ["vae-lab train", *args])
+    if code:
+        return code
+    if multirun and SweepStatus.failed:
+        return 1
+    return 0
+
+
+def _invoke_hydra(task: Callable[[DictConfig], Any], argv: list[str], config_name: str = "train") -> int:
+    import hydra
+
+    app = hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(task)
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        app()
+    except SystemExit as exit_:
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 1
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def _train_task(cfg: DictConfig) -> float:
+    from vae_lab.errors import ConfigError
+    from vae_lab.train import train
+
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        return train(cfg)
+    except Exception as err:  # noqa: BLE001 - reported as one line; the traceback is in train.log
+        if multirun:  # the sweep goes on; SweepStatus counts the failure
+            return math.nan
+        where = Path(cfg.paths.output_dir) / "train.log"
+        if isinstance(err, ConfigError):
+            print(f"vae-lab train: error: {err}", file=sys.stderr)
+            sys.exit(2)
+        print(f"vae-lab train: error: {type(err).__name__}: {err} (traceback in {where})", file=sys.stderr)
+        sys.exit(1)
+
+
+# -- variance ------------------------------------------------------------------------------------
+def _run_variance(args: list[str]) -> int:
+    from vae_lab.variance import task
+
+    flags, overrides = _split_flags(args)
+    if not _INFO_FLAGS.intersection(flags):
+        error = _preflight(overrides, config_name="variance")
+        if error:
+            print(f"vae-lab variance: error: {error}", file=sys.stderr)
+            return 2
+    return _invoke_hydra(task, ["vae-lab variance", *args], config_name="variance")
+
+
+def _preflight(overrides: list[str], config_name: str = "train") -> str | None:
+    """Compose every combination of the (sweep) overrides; return a one-line error or None."""
+    from hydra import compose, initialize_config_dir
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        return _one_line(err)
+    choices: list[list[str]] = []
+    for override in parsed:
+        key = override.get_key_element().lstrip("+~")
+        if override.is_sweep_override() and not override.is_interval_sweep():
+            values = list(override.sweep_string_iterator())
+        elif override.is_interval_sweep():
+            values = []  # an Optuna interval: nothing to enumerate here
+        else:
+            values = [override.get_value_element_as_str()]
+        group = key.split("@")[0]
+        if "." not in group and (CONF_DIR / group).is_dir() and not group.startswith("hydra"):
+            options = group_options(group)
+            for value in values:
+                if value not in options and value != "null":
+                    return f"{group}={value}: unknown option; choose one of: {', '.join(options)}"
+        prefix = override.input_line[: len(override.input_line) - len(override.input_line.lstrip("+~"))]
+        choices.append([f"{prefix}{override.get_key_element().lstrip('+~')}={v}" for v in values] or
+                       [override.input_line if not override.is_interval_sweep() else ""])
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for combo in itertools.product(*choices):
+            try:
+                compose(config_name=config_name, overrides=[c for c in combo if c])
+            except (HydraException, OmegaConfBaseException, ValueError) as err:
+                return _one_line(err)
+    return None
+
+
+def _one_line(err: BaseException) -> str:
+    skip = ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=", "reference_type=")
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.strip().startswith(skip)]
+    return "; ".join(lines) or type(err).__name__
+
+
+class SweepStatus(Callback):
+    """Hydra callback: at the end of a multirun, count the jobs whose summary.json says they failed and
+    say so on the last line (the command then exits with status 1)."""
+
+    failed = 0
+    total = 0
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        summaries = sorted(sweep_dir.glob("*/summary.json"))
+        failed = []
+        for path in summaries:
+            try:
+                status = json.loads(path.read_text()).get("status")
+            except (OSError, json.JSONDecodeError):
+                status = "unreadable"
+            if status != "completed":
+                failed.append(f"{path.parent.name} ({status})")
+        SweepStatus.failed, SweepStatus.total = len(failed), len(summaries)
+        if failed:
+            msg = f"{len(failed)} of {len(summaries)} jobs failed: {', '.join(failed)}; outputs in {sweep_dir}"
+        else:
+            msg = f"all {len(summaries)} jobs completed; outputs in {sweep_dir}"
+        log.info(msg)
+        print(msg, file=sys.stderr if failed else sys.stdout)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

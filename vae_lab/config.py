@@ -1,0 +1,51 @@
+"""Where the config tree lives, vae-lab's OmegaConf resolvers, and look-ups over config groups."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group, as users type them (file names under conf/<group>/)."""
+    folder = CONF_DIR / group
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
+
+
+@cache
+def estimators_for(family: str) -> list[str]:
+    """Names of the estimator options whose class supports the latent ``family``."""
+    names = []
+    for name in group_options("estimator"):
+        cls = get_class(OmegaConf.load(CONF_DIR / "estimator" / f"{name}.yaml")["_target_"])
+        if family in getattr(cls, "families", ()):
+            names.append(name)
+    return names
+
+
+def unique_dir(path: str) -> str:
+    """Create and return ``path``, or ``path-1``, ``path-2``, ... if it exists: mkdir is atomic, so two
+    runs started in the same second get different directories. Cached by OmegaConf per config, and Hydra
+    copies that cache into every job of a sweep, so one run resolves it once."""
+    candidate, n = path, 0
+    while True:
+        try:
+            os.makedirs(candidate, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = f"{path}-{n}"
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("vae_lab.unique_dir"):
+        OmegaConf.register_new_resolver("vae_lab.unique_dir", unique_dir, use_cache=True)
+
+
+register_resolvers()

@@ -1,0 +1,122 @@
+"""Posterior heads: encoder output -> q(z|x), a torch Distribution with batch_shape (B,), event_shape (d,).
+
+Each head states how many network outputs it needs (``param_dim``), how samples enter the decoder
+(``decoder_input``, ``decoder_dim``) and applies its family's parameterization and clipping.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Dirichlet, Distribution, Independent, Normal
+
+from vae_lab.distributions.von_mises import VonMises
+from vae_lab.errors import check, positive_float, positive_int
+
+
+class PosteriorHead(nn.Module):
+    family: str = ""
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.latent_dim = positive_int("latent_dim", latent_dim)
+
+    @property
+    def param_dim(self) -> int:
+        """Number of encoder outputs the head consumes."""
+        return self.latent_dim
+
+    @property
+    def decoder_dim(self) -> int:
+        """Width of ``decoder_input(z)``."""
+        return self.latent_dim
+
+    def decoder_input(self, z: Tensor) -> Tensor:
+        return z
+
+    def forward(self, params: Tensor) -> Distribution:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _clipped_softplus(raw: Tensor, low: float, high: float) -> Tensor:
+    return F.softplus(raw).clamp(low, high)
+
+
+def _check_range(low: float, high: float, low_key: str, high_key: str) -> None:
+    positive_float(low_key, low)
+    positive_float(high_key, high)
+    check(high > low, high_key, f"expected a value > {low_key}={low}", high)
+
+
+class GaussianHead(PosteriorHead):
+    """q(z|x) = N(mu, diag(sigma^2)), sigma = softplus(s) + min_scale."""
+
+    family = "gaussian"
+
+    def __init__(self, latent_dim: int, min_scale: float = 1e-4):
+        super().__init__(latent_dim)
+        self.min_scale = positive_float("min_scale", min_scale)
+
+    @property
+    def param_dim(self) -> int:
+        return 2 * self.latent_dim
+
+    def forward(self, params: Tensor) -> Distribution:
+        loc, raw = params.chunk(2, dim=-1)
+        return Independent(Normal(loc, F.softplus(raw) + self.min_scale, validate_args=False), 1)
+
+
+class VonMisesHead(PosteriorHead):
+    """q(z|x) = prod_i VonMises(mu_i, kappa_i) on [-pi, pi)^d.
+
+    mu = atan2(b, a) from a 2-vector (a, b), so the location has no seam; kappa = softplus(c) clipped to
+    [min_concentration, max_concentration]. Samples reach the decoder as (cos z, sin z).
+    """
+
+    family = "vonmises"
+
+    def __init__(self, latent_dim: int, min_concentration: float = 1e-3, max_concentration: float = 1e3):
+        super().__init__(latent_dim)
+        _check_range(min_concentration, max_concentration, "min_concentration", "max_concentration")
+        self.min_concentration, self.max_concentration = float(min_concentration), float(max_concentration)
+
+    @property
+    def param_dim(self) -> int:
+        return 3 * self.latent_dim
+
+    @property
+    def decoder_dim(self) -> int:
+        return 2 * self.latent_dim
+
+    def decoder_input(self, z: Tensor) -> Tensor:
+        return torch.cat([z.cos(), z.sin()], dim=-1)
+
+    def forward(self, params: Tensor) -> Distribution:
+        a, b, raw = params.chunk(3, dim=-1)
+        loc = torch.atan2(b, a)
+        kappa = _clipped_softplus(raw, self.min_concentration, self.max_concentration)
+        return Independent(VonMises(loc, kappa, validate_args=False), 1)
+
+
+class DirichletHead(PosteriorHead):
+    """q(z|x) = Dirichlet(alpha), alpha = softplus(a) clipped to [min_concentration, max_concentration]."""
+
+    family = "dirichlet"
+
+    def __init__(self, latent_dim: int, min_concentration: float = 1e-3, max_concentration: float = 1e3):
+        super().__init__(latent_dim)
+        check(latent_dim >= 2, "latent_dim", "a Dirichlet posterior needs latent_dim >= 2", latent_dim)
+        _check_range(min_concentration, max_concentration, "min_concentration", "max_concentration")
+        self.min_concentration, self.max_concentration = float(min_concentration), float(max_concentration)
+
+    def forward(self, params: Tensor) -> Distribution:
+        alpha = _clipped_softplus(params, self.min_concentration, self.max_concentration)
+        return Dirichlet(alpha, validate_args=False)
+
+
+def inverse_softplus(y: float) -> float:
+    """x with softplus(x) = y (used to initialise softplus-parameterized values)."""
+    return y + math.log(-math.expm1(-y))

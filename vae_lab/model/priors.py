@@ -1,0 +1,95 @@
+"""Priors p(z): modules (so parameters and buffers follow the model's device and dtype) whose
+``forward()`` returns a distribution with batch_shape () and event_shape (latent_dim,)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Dirichlet, Distribution, Independent, Normal
+
+from vae_lab.distributions.circular_uniform import CircularUniform
+from vae_lab.distributions.von_mises import VonMises
+from vae_lab.errors import check, positive_float, positive_int
+from vae_lab.model.posteriors import inverse_softplus
+
+
+class Prior(nn.Module):
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.latent_dim = positive_int("latent_dim", latent_dim)
+
+    def forward(self) -> Distribution:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class NormalPrior(Prior):
+    """p(z) = N(loc, scale^2 I)."""
+
+    def __init__(self, latent_dim: int, loc: float = 0.0, scale: float = 1.0):
+        super().__init__(latent_dim)
+        self.register_buffer("loc", torch.full((latent_dim,), float(loc)))
+        self.register_buffer("scale", torch.full((latent_dim,), positive_float("scale", scale)))
+
+    def forward(self) -> Distribution:
+        return Independent(Normal(self.loc, self.scale, validate_args=False), 1)
+
+
+class CircularUniformPrior(Prior):
+    """p(z) uniform on the torus [-pi, pi)^d: density (2 pi)^-d."""
+
+    def __init__(self, latent_dim: int):
+        super().__init__(latent_dim)
+        self.register_buffer("_ref", torch.zeros(()), persistent=False)  # carries dtype and device
+
+    def forward(self) -> Distribution:
+        base = CircularUniform((self.latent_dim,), dtype=self._ref.dtype, device=self._ref.device)
+        return Independent(base, 1)
+
+
+class VonMisesPrior(Prior):
+    """p(z) = prod_i VonMises(loc, concentration)."""
+
+    def __init__(self, latent_dim: int, loc: float = 0.0, concentration: float = 1.0):
+        super().__init__(latent_dim)
+        check(-math.pi <= loc < math.pi, "loc", "expected a value in [-pi, pi)", loc)
+        self.register_buffer("loc", torch.full((latent_dim,), float(loc)))
+        self.register_buffer("concentration", torch.full((latent_dim,), positive_float("concentration", concentration)))
+
+    def forward(self) -> Distribution:
+        return Independent(VonMises(self.loc, self.concentration, validate_args=False), 1)
+
+
+class DirichletPrior(Prior):
+    """p(z) = Dirichlet(alpha 1_d). With ``learnable``, alpha = softplus(a) clipped to [min_alpha, max_alpha]
+    is trained with the model (one alpha per component)."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        alpha: float = 1.0,
+        learnable: bool = False,
+        min_alpha: float = 1e-3,
+        max_alpha: float = 1e3,
+    ):
+        super().__init__(latent_dim)
+        check(latent_dim >= 2, "latent_dim", "a Dirichlet prior needs latent_dim >= 2", latent_dim)
+        positive_float("alpha", alpha)
+        positive_float("min_alpha", min_alpha)
+        check(max_alpha > min_alpha, "max_alpha", f"expected a value > min_alpha={min_alpha}", max_alpha)
+        check(min_alpha <= alpha <= max_alpha, "alpha", f"expected a value in [{min_alpha}, {max_alpha}]", alpha)
+        self.min_alpha, self.max_alpha, self.learnable = float(min_alpha), float(max_alpha), bool(learnable)
+        raw = torch.full((latent_dim,), inverse_softplus(float(alpha)))
+        if learnable:
+            self.raw_alpha = nn.Parameter(raw)
+        else:
+            self.register_buffer("raw_alpha", raw)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return F.softplus(self.raw_alpha).clamp(self.min_alpha, self.max_alpha)
+
+    def forward(self) -> Distribution:
+        return Dirichlet(self.alpha, validate_args=False)

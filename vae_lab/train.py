@@ -1,0 +1,198 @@
+"""The Hydra task behind `vae-lab train`: seed, instantiate, fit, test, return the optimized metric.
+
+Everything that trains is built from the config with Hydra's ``instantiate``; this module only wires
+the pieces together and records the outcome in ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import vae_lab.config  # noqa: F401  (registers the resolvers a job needs, also in launcher workers)
+from vae_lab.errors import ConfigError, check
+
+log = logging.getLogger("vae_lab.train")
+
+OPTIMIZED_METRIC = "val/elbo"
+
+# The CSV logger shares the run directory with Hydra's .hydra/ and train.log by design; and Lightning's
+# own pytree code trips a torch deprecation. Neither is actionable for a user.
+warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+def train(cfg: DictConfig) -> float:
+    """Run one training job; return the best ``val/elbo`` (what sweepers maximize).
+
+    Failures are written to ``summary.json`` (status ``failed`` and the error) and re-raised.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    started = time.time()
+    summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "overrides": _overrides()}
+    _write_summary(run_dir, summary)
+    try:
+        _share_threads()
+        check(cfg.precision in (32, 64), "precision", "32 or 64", cfg.precision)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        torch.distributions.Distribution.set_default_validate_args(False)
+
+        datamodule = _build(cfg, "data")
+        model = _build(
+            cfg,
+            "model",
+            posterior=_build(cfg, "posterior"),
+            prior=_build(cfg, "prior"),
+            estimator=_build(cfg, "estimator"),
+            input_dim=datamodule.input_dim,
+        )
+        loggers = [_build(cfg.logger, name, prefix="logger.") for name in cfg.logger]
+        callbacks = [_build(cfg.callbacks, name, prefix="callbacks.") for name in cfg.callbacks]
+        trainer: pl.Trainer = _build(
+            cfg, "trainer", logger=loggers, callbacks=callbacks, precision=f"{cfg.precision}-true"
+        )
+        for logger in loggers:
+            logger.log_hyperparams(_flat_hparams(cfg))
+
+        trainer.fit(model, datamodule=datamodule)
+        metrics = _scalars(trainer.callback_metrics)
+        best = _best_score(trainer, metrics)
+        if cfg.test:
+            trainer.test(model, datamodule=datamodule, ckpt_path="best" if _has_best(trainer) else None,
+                         verbose=False)
+            metrics.update(_scalars(trainer.callback_metrics))
+        summary.update(status="completed", metrics=metrics, best={OPTIMIZED_METRIC: best},
+                       best_checkpoint=_best_path(trainer), steps=trainer.global_step,
+                       epochs=trainer.current_epoch, duration_s=round(time.time() - started, 3))
+        _write_summary(run_dir, summary)
+        log.info("outputs in %s", run_dir)
+        print(f"vae-lab train: {summary['status']}; best val/elbo {best:.4f}; outputs in {run_dir}")
+        return best
+    except BaseException as err:  # noqa: BLE001 - recorded, then re-raised
+        summary.update(status="interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
+                       error=f"{type(err).__name__}: {err}", duration_s=round(time.time() - started, 3))
+        _write_summary(run_dir, summary)
+        log.info("run failed: %s\n%s", err, traceback.format_exc())  # to train.log only
+        raise
+
+
+def _build(cfg: DictConfig, key: str, prefix: str = "", **kwargs: Any) -> Any:
+    """``instantiate(cfg[key])``; a bad value surfaces as a ConfigError naming its full config key."""
+    node = cfg[key]
+    try:
+        return instantiate(node, **kwargs)
+    except (InstantiationException, ConfigError, ValueError, TypeError) as err:
+        cause = _root_cause(err)
+        if isinstance(cause, ConfigError):
+            full_key = _source_key(node, cause.key, f"{prefix}{key}")
+            raise ConfigError(full_key, cause.allowed, cause.value,
+                              detail=None if cause.value is not None or cause.allowed else str(cause)) from err
+        raise ConfigError(f"{prefix}{key}", "", detail=f"{prefix}{key}: {_one_line(cause)}") from err
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    while err.__cause__ is not None and not isinstance(err, ConfigError):
+        err = err.__cause__
+    return err
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.startswith("full_key")]
+    return "; ".join(lines) or type(err).__name__
+
+
+def _source_key(node: DictConfig, key: str, path: str) -> str:
+    """The key a user sets: ``posterior.latent_dim`` is ``${model.latent_dim}``, so name that."""
+    head, _, rest = key.partition(".")
+    if isinstance(node, DictConfig) and head in node:
+        if OmegaConf.is_interpolation(node, head):
+            target = OmegaConf.to_container(node, resolve=False)[head]
+            inner = target.strip("${}")
+            if inner.replace(".", "").replace("_", "").isalnum():
+                return inner + (f".{rest}" if rest else "")
+        return f"{path}.{key}"
+    return f"{path}.{key}"
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(metrics.items()) if torch.as_tensor(v).numel() == 1}
+
+
+def _has_best(trainer: pl.Trainer) -> bool:
+    return bool(trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path)
+
+
+def _best_path(trainer: pl.Trainer) -> str | None:
+    return trainer.checkpoint_callback.best_model_path if _has_best(trainer) else None
+
+
+def _best_score(trainer: pl.Trainer, metrics: dict[str, float]) -> float:
+    callback = trainer.checkpoint_callback
+    if callback is not None and callback.best_model_score is not None:
+        return float(callback.best_model_score)
+    return metrics.get(OPTIMIZED_METRIC, math.nan)
+
+
+def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The chosen options and scalar settings, flattened with dotted keys (for the hparams tab)."""
+    flat: dict[str, Any] = {}
+    try:
+        flat.update({f"choice/{k}": v for k, v in HydraConfig.get().runtime.choices.items()
+                     if not k.startswith("hydra") and v is not None})
+    except ValueError:
+        pass
+    container = OmegaConf.to_container(cfg, resolve=True)
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k not in ("paths", "logger", "callbacks", "hydra", "natural_prior"):
+                    walk(f"{prefix}{k}." if prefix or k else k, v)
+        elif isinstance(value, (int, float, str, bool)) and not prefix.endswith("_target_."):
+            flat[prefix.rstrip(".")] = value
+
+    walk("", container)
+    return flat
+
+
+def _overrides() -> list[str]:
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+def _share_threads() -> None:
+    """In a joblib sweep, give each of the n parallel jobs cpu_count / n torch threads."""
+    try:
+        hc = HydraConfig.get()
+    except ValueError:
+        return
+    if hc.mode != RunMode.MULTIRUN or "joblib" not in str(hc.launcher.get("_target_", "")):
+        return
+    cpus = os.cpu_count() or 1
+    n_jobs = int(hc.launcher.get("n_jobs", -1))
+    n_jobs = cpus if n_jobs < 0 else max(1, n_jobs)
+    torch.set_num_threads(max(1, cpus // n_jobs))
+
+
+def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    tmp.replace(run_dir / "summary.json")
