@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-FAST = ["trainer.max_epochs=2", "model.iw_samples=20", "model.iw_chunk=10"]
 COLUMNS = [f"{split}/{name}" for split in ("train", "val", "test") for name in ("elbo", "kl", "recon")] + ["test/nll"]
 
 
@@ -25,7 +24,7 @@ def trained_run(tmp_path_factory) -> Path:
     from conftest import run_cli
 
     cwd = tmp_path_factory.mktemp("train")
-    proc = run_cli(["train", *FAST], cwd)
+    proc = run_cli(["train"], cwd)  # the default job: Gaussian VAE on digits, 20 epochs
     assert proc.returncode == 0, proc.stderr[-3000:]
     return only_run_dir(cwd)
 
@@ -62,6 +61,13 @@ def test_tensorboard_events_hold_the_scalar_tags(trained_run: Path):
 def test_importance_weighted_nll_is_tighter_than_the_elbo(trained_run: Path):
     metrics = json.loads((trained_run / "summary.json").read_text())["metrics"]
     assert metrics["test/nll"] <= -metrics["test/elbo"]
+
+
+def test_default_gaussian_vae_reaches_the_measured_test_elbo(trained_run: Path):
+    # Measured on 2 cores (torch 2.13 CPU): test/elbo -22.13, -23.17, -22.14 for seeds 0, 1, 2; an untrained
+    # model scores about -44 and one that ignores its latent about -25.3 nats.
+    metrics = json.loads((trained_run / "summary.json").read_text())["metrics"]
+    assert metrics["test/elbo"] >= -24.0
 
 
 def test_multirun_with_joblib_gives_distinct_job_directories(cli):

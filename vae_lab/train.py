@@ -47,7 +47,7 @@ def train(cfg: DictConfig) -> float:
     summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "overrides": _overrides()}
     _write_summary(run_dir, summary)
     try:
-        _share_threads()
+        _set_threads(cfg.get("threads"))
         check(cfg.precision in (32, 64), "precision", "32 or 64", cfg.precision)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         torch.distributions.Distribution.set_default_validate_args(False)
@@ -177,18 +177,21 @@ def _overrides() -> list[str]:
         return []
 
 
-def _share_threads() -> None:
-    """In a joblib sweep, give each of the n parallel jobs cpu_count / n torch threads."""
+def _set_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads: ``threads`` (None: all cores), and in a joblib sweep at most
+    cpu_count / n_jobs, so parallel jobs share the cores instead of oversubscribing them."""
+    cpus = os.cpu_count() or 1
+    check(threads is None or (isinstance(threads, int) and threads >= 1), "threads",
+          "an integer >= 1, or null for all cores", threads)
+    limit = threads or cpus
     try:
         hc = HydraConfig.get()
-    except ValueError:
-        return
-    if hc.mode != RunMode.MULTIRUN or "joblib" not in str(hc.launcher.get("_target_", "")):
-        return
-    cpus = os.cpu_count() or 1
-    n_jobs = int(hc.launcher.get("n_jobs", -1))
-    n_jobs = cpus if n_jobs < 0 else max(1, n_jobs)
-    torch.set_num_threads(max(1, cpus // n_jobs))
+        if hc.mode == RunMode.MULTIRUN and "joblib" in str(hc.launcher.get("_target_", "")):
+            n_jobs = int(hc.launcher.get("n_jobs", -1))
+            limit = min(limit, max(1, cpus // (cpus if n_jobs < 0 else max(1, n_jobs))))
+    except ValueError:  # not inside a Hydra job
+        pass
+    torch.set_num_threads(limit)
 
 
 def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
