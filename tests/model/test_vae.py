@@ -115,3 +115,11 @@ def test_bad_learning_rate_fails_at_construction():
         VAE(posterior=GaussianHead(2), prior=NormalPrior(2), estimator=ReparamEstimator(),
             encoder=functools.partial(MLP), decoder=functools.partial(MLP), likelihood=Bernoulli(),
             optimizer=functools.partial(torch.optim.Adam, lr=-1.0), input_dim=4, latent_dim=2)
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step():
+    vae, marginal = linear_gaussian_vae()
+    with torch.no_grad():
+        vae.decoder[0].bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="step 0"):
+        vae.training_step(marginal.sample((4,)), 0)
