@@ -99,7 +99,9 @@ def _build(cfg: DictConfig, key: str, prefix: str = "", **kwargs: Any) -> Any:
     except (InstantiationException, ConfigError, ValueError, TypeError) as err:
         cause = _root_cause(err)
         if isinstance(cause, ConfigError):
-            full_key = _source_key(node, cause.key, f"{prefix}{key}")
+            # a key named after an object passed in (posterior, prior, estimator) is that top-level group
+            in_kwargs = cause.key.split(".")[0] in kwargs
+            full_key = cause.key if in_kwargs else _source_key(node, cause.key, f"{prefix}{key}")
             raise ConfigError(full_key, cause.allowed, cause.value,
                               detail=None if cause.value is not None or cause.allowed else str(cause)) from err
         raise ConfigError(f"{prefix}{key}", "", detail=f"{prefix}{key}: {_one_line(cause)}") from err
