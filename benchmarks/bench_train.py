@@ -2,7 +2,7 @@
 
 Both run in this process, alternating, on 60,000 MNIST-sized (784-dim) binary examples: vae-lab as
 `vae-lab train` builds it (Hydra config, Lightning Trainer with its default loggers, checkpointing and
-progress bar; validation off), the baseline as a hand-written loop over the same tensors with the same
+progress bar; validation off; the gradient-variance probe off unless --probe), the baseline as a hand-written loop over the same tensors with the same
 MLP sizes, Gaussian posterior, explicit reparameterization, closed-form KL and fused Adam.
 
     python benchmarks/bench_train.py [--repeats 3] [--batch-size 100]
@@ -39,10 +39,11 @@ class InMemoryData(pl.LightningDataModule):
         return TensorBatches(self.x, batch_size=self.batch_size, shuffle=True, seed=0)
 
 
-def vae_lab_epoch(x: torch.Tensor, batch_size: int, out_dir: str) -> float:
+def vae_lab_epoch(x: torch.Tensor, batch_size: int, out_dir: str, probe: bool) -> float:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["posterior=gaussian", "estimator=reparam", "trainer.max_epochs=1",
-                                          "+trainer.limit_val_batches=0", f"paths.output_dir={out_dir}"])
+                                          "+trainer.limit_val_batches=0", f"paths.output_dir={out_dir}",
+                                          f"callbacks.grad_variance.enabled={probe}"])
     model = instantiate(cfg.model, posterior=instantiate(cfg.posterior), prior=instantiate(cfg.prior),
                         estimator=instantiate(cfg.estimator), input_dim=D)
     loggers = [instantiate(c) for c in cfg.logger.values()]
@@ -86,16 +87,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (vae-lab's default is 1)")
+    parser.add_argument("--probe", action="store_true", help="keep the gradient-variance probe on (default off)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.bernoulli(torch.rand(N, D) * 0.3)
     lab, plain = [], []
     with tempfile.TemporaryDirectory() as out:
         for _ in range(args.repeats):
             plain.append(plain_epoch(x, args.batch_size))
-            lab.append(vae_lab_epoch(x, args.batch_size, out))
-    print(f"threads={torch.get_num_threads()} batch={args.batch_size} examples={N}")
+            lab.append(vae_lab_epoch(x, args.batch_size, out, args.probe))
+    print(f"threads={torch.get_num_threads()} batch={args.batch_size} examples={N} probe={args.probe}")
     print(f"plain PyTorch loop : {min(plain):7.3f} s/epoch (runs: {', '.join(f'{t:.2f}' for t in plain)})")
     print(f"vae-lab (Lightning): {min(lab):7.3f} s/epoch (runs: {', '.join(f'{t:.2f}' for t in lab)})")
     print(f"ratio vae-lab/plain: {min(lab) / min(plain):.3f}  (goal <= 1.10)")
