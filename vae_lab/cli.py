@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "(`vae-lab train --help` lists them; -m sweeps)",
     "variance": "toy gradient-variance experiments: Dirichlet / von Mises estimators vs concentration, and "
     "the Gaussian score-vs-pathwise example (`vae-lab variance --help`)",
+    "report": "aggregate sweeps: mean ± std over seeds per group, failed/unfinished jobs, plots "
+    "(`vae-lab report DIR [DIR ...]`, `vae-lab report --help`)",
 }
 
 # Hydra's own flags; those in the first set take a value.
@@ -62,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_train(rest)
     if command == "variance":
         return _run_variance(rest)
+    if command == "report":
+        from vae_lab.report import main as report_main
+
+        return report_main(rest)
     print(f"vae-lab: error: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
     return 2
 
