@@ -2,8 +2,8 @@
 
 Both run in this process, alternating, on 60,000 MNIST-sized (784-dim) binary examples: vae-lab as
 `vae-lab train` builds it (Hydra config, Lightning Trainer with its default loggers, checkpointing and
-progress bar; validation off; the gradient-variance probe off unless --probe), the baseline as a hand-written loop over the same tensors with the same
-MLP sizes, Gaussian posterior, explicit reparameterization, closed-form KL and fused Adam.
+progress bar; validation off; the gradient-variance probe off unless --probe), the baseline as a
+hand-written loop over the same tensors with the same MLP sizes, Gaussian posterior, explicit reparameterization, closed-form KL and fused Adam.
 
     python benchmarks/bench_train.py [--repeats 3] [--batch-size 100]
 
@@ -41,11 +41,24 @@ class InMemoryData(pl.LightningDataModule):
 
 def vae_lab_epoch(x: torch.Tensor, batch_size: int, out_dir: str, probe: bool) -> float:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["posterior=gaussian", "estimator=reparam", "trainer.max_epochs=1",
-                                          "+trainer.limit_val_batches=0", f"paths.output_dir={out_dir}",
-                                          f"callbacks.grad_variance.enabled={probe}"])
-    model = instantiate(cfg.model, posterior=instantiate(cfg.posterior), prior=instantiate(cfg.prior),
-                        estimator=instantiate(cfg.estimator), input_dim=D)
+        cfg = compose(
+            "train",
+            overrides=[
+                "posterior=gaussian",
+                "estimator=reparam",
+                "trainer.max_epochs=1",
+                "+trainer.limit_val_batches=0",
+                f"paths.output_dir={out_dir}",
+                f"callbacks.grad_variance.enabled={probe}",
+            ],
+        )
+    model = instantiate(
+        cfg.model,
+        posterior=instantiate(cfg.posterior),
+        prior=instantiate(cfg.prior),
+        estimator=instantiate(cfg.estimator),
+        input_dim=D,
+    )
     loggers = [instantiate(c) for c in cfg.logger.values()]
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, enable_progress_bar=True)
@@ -88,7 +101,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (vae-lab's default is 1)")
-    parser.add_argument("--probe", action="store_true", help="keep the gradient-variance probe on (default off)")
+    parser.add_argument(
+        "--probe", action="store_true", help="keep the gradient-variance probe on (default off)"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-COLUMNS = [f"{split}/{name}" for split in ("train", "val", "test") for name in ("elbo", "kl", "recon")] + ["test/nll"]
+COLUMNS = [f"{split}/{name}" for split in ("train", "val", "test") for name in ("elbo", "kl", "recon")] + [
+    "test/nll"
+]
 
 
 def only_run_dir(root: Path) -> Path:
@@ -30,8 +32,16 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 def test_train_writes_the_documented_outputs(trained_run: Path):
-    for name in ("metrics.csv", "summary.json", "train.log", ".hydra/config.yaml", ".hydra/overrides.yaml",
-                 ".hydra/hydra.yaml", "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
+    for name in (
+        "metrics.csv",
+        "summary.json",
+        "train.log",
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        ".hydra/hydra.yaml",
+        "checkpoints/last.ckpt",
+        "checkpoints/best.ckpt",
+    ):
         assert (trained_run / name).is_file(), name
     summary = json.loads((trained_run / "summary.json").read_text())
     assert summary["status"] == "completed"
@@ -71,8 +81,15 @@ def test_default_gaussian_vae_reaches_the_measured_test_elbo(trained_run: Path):
 
 
 def test_multirun_with_joblib_gives_distinct_job_directories(cli):
-    proc = cli("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", "+debug=fast",
-               "test=false")
+    proc = cli(
+        "train",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "seed=0,1",
+        "+debug=fast",
+        "test=false",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p.parent for p in cli.cwd.glob("outputs/multirun/*/*/*/summary.json"))
     assert len(jobs) == 2 and jobs[0] != jobs[1]

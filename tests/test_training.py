@@ -42,11 +42,22 @@ def test_pair_trains_and_improves_its_elbo(overrides):
     pl.seed_everything(0, verbose=False)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
-    model = instantiate(cfg.model, posterior=instantiate(cfg.posterior), prior=instantiate(cfg.prior),
-                        estimator=instantiate(cfg.estimator), input_dim=datamodule.input_dim)
+    model = instantiate(
+        cfg.model,
+        posterior=instantiate(cfg.posterior),
+        prior=instantiate(cfg.prior),
+        estimator=instantiate(cfg.estimator),
+        input_dim=datamodule.input_dim,
+    )
     before = val_elbo(model, datamodule)
-    trainer = pl.Trainer(max_epochs=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0)
+    trainer = pl.Trainer(
+        max_epochs=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     trainer.fit(model, datamodule=datamodule)
     after = val_elbo(model, datamodule)
     # untrained: about -44 nats (64 pixels at log 2); a decoder that has learned the pixel marginals

@@ -38,19 +38,49 @@ COMMANDS: dict[str, str] = {
 }
 
 # Hydra's own flags; those in the first set take a value.
-_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                     "--config-dir", "-cd", "--experimental-rerun"}
-_INFO_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--info", "-i", "--shell-completion",
-               "-sc", "--experimental-rerun"}
+_FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+}
+_INFO_FLAGS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--version",
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+    "--experimental-rerun",
+}
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: vae-lab <command> [args]", "", "Gradient estimators for variational autoencoders.", "",
-             "commands:"]
+    lines = [
+        "usage: vae-lab <command> [args]",
+        "",
+        "Gradient estimators for variational autoencoders.",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
-    lines += ["", "Outputs go to outputs/<date>/<time>/ (sweeps: outputs/multirun/...); "
-              "view them with `tensorboard --logdir outputs`."]
+    lines += [
+        "",
+        "Outputs go to outputs/<date>/<time>/ (sweeps: outputs/multirun/...); "
+        "view them with `tensorboard --logdir outputs`.",
+    ]
     return "\n".join(lines)
 
 
@@ -68,7 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vae_lab.report import main as report_main
 
         return report_main(rest)
-    print(f"vae-lab: error: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+    print(
+        f"vae-lab: error: unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr
+    )
     return 2
 
 
@@ -175,8 +207,10 @@ def _preflight(overrides: list[str], config_name: str = "train") -> str | None:
                 if value not in options and value != "null":
                     return f"{group}={value}: unknown option; choose one of: {', '.join(options)}"
         prefix = override.input_line[: len(override.input_line) - len(override.input_line.lstrip("+~"))]
-        choices.append([f"{prefix}{override.get_key_element().lstrip('+~')}={v}" for v in values] or
-                       [override.input_line if not override.is_interval_sweep() else ""])
+        choices.append(
+            [f"{prefix}{override.get_key_element().lstrip('+~')}={v}" for v in values]
+            or [override.input_line if not override.is_interval_sweep() else ""]
+        )
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for combo in itertools.product(*choices):
             try:
@@ -212,7 +246,9 @@ class SweepStatus(Callback):
                 failed.append(f"{path.parent.name} ({status})")
         SweepStatus.failed, SweepStatus.total = len(failed), len(summaries)
         if failed:
-            msg = f"{len(failed)} of {len(summaries)} jobs failed: {', '.join(failed)}; outputs in {sweep_dir}"
+            msg = (
+                f"{len(failed)} of {len(summaries)} jobs failed: {', '.join(failed)}; outputs in {sweep_dir}"
+            )
         else:
             msg = f"all {len(summaries)} jobs completed; outputs in {sweep_dir}"
         log.info(msg)

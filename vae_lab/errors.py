@@ -25,10 +25,20 @@ def check(condition: bool, key: str, allowed: str, value: Any) -> None:
 
 
 def positive_int(key: str, value: Any) -> int:
-    check(isinstance(value, int) and not isinstance(value, bool) and value >= 1, key, "expected an integer >= 1", value)
+    check(
+        isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+        key,
+        "expected an integer >= 1",
+        value,
+    )
     return value
 
 
 def positive_float(key: str, value: Any) -> float:
-    check(isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0, key, "expected a number > 0", value)
+    check(
+        isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0,
+        key,
+        "expected a number > 0",
+        value,
+    )
     return float(value)

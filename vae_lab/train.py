@@ -73,19 +73,29 @@ def train(cfg: DictConfig) -> float:
         metrics = _scalars(trainer.callback_metrics)
         best = _best_score(trainer, metrics)
         if cfg.test:
-            trainer.test(model, datamodule=datamodule, ckpt_path="best" if _has_best(trainer) else None,
-                         verbose=False)
+            trainer.test(
+                model, datamodule=datamodule, ckpt_path="best" if _has_best(trainer) else None, verbose=False
+            )
             metrics.update(_scalars(trainer.callback_metrics))
-        summary.update(status="completed", metrics=metrics, best={OPTIMIZED_METRIC: best},
-                       best_checkpoint=_best_path(trainer), steps=trainer.global_step,
-                       epochs=trainer.current_epoch, duration_s=round(time.time() - started, 3))
+        summary.update(
+            status="completed",
+            metrics=metrics,
+            best={OPTIMIZED_METRIC: best},
+            best_checkpoint=_best_path(trainer),
+            steps=trainer.global_step,
+            epochs=trainer.current_epoch,
+            duration_s=round(time.time() - started, 3),
+        )
         _write_summary(run_dir, summary)
         log.info("outputs in %s", run_dir)
         print(f"vae-lab train: {summary['status']}; best val/elbo {best:.4f}; outputs in {run_dir}")
         return best
     except BaseException as err:  # noqa: BLE001 - recorded, then re-raised
-        summary.update(status="interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
-                       error=f"{type(err).__name__}: {err}", duration_s=round(time.time() - started, 3))
+        summary.update(
+            status="interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
+            error=f"{type(err).__name__}: {err}",
+            duration_s=round(time.time() - started, 3),
+        )
         _write_summary(run_dir, summary)
         log.info("run failed: %s\n%s", err, traceback.format_exc())  # to train.log only
         raise
@@ -102,8 +112,12 @@ def _build(cfg: DictConfig, key: str, prefix: str = "", **kwargs: Any) -> Any:
             # a key named after an object passed in (posterior, prior, estimator) is that top-level group
             in_kwargs = cause.key.split(".")[0] in kwargs
             full_key = cause.key if in_kwargs else _source_key(node, cause.key, f"{prefix}{key}")
-            raise ConfigError(full_key, cause.allowed, cause.value,
-                              detail=None if cause.value is not None or cause.allowed else str(cause)) from err
+            raise ConfigError(
+                full_key,
+                cause.allowed,
+                cause.value,
+                detail=None if cause.value is not None or cause.allowed else str(cause),
+            ) from err
         raise ConfigError(f"{prefix}{key}", "", detail=f"{prefix}{key}: {_one_line(cause)}") from err
 
 
@@ -154,8 +168,13 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     """The chosen options and scalar settings, flattened with dotted keys (for the hparams tab)."""
     flat: dict[str, Any] = {}
     try:
-        flat.update({f"choice/{k}": v for k, v in HydraConfig.get().runtime.choices.items()
-                     if not k.startswith("hydra") and v is not None})
+        flat.update(
+            {
+                f"choice/{k}": v
+                for k, v in HydraConfig.get().runtime.choices.items()
+                if not k.startswith("hydra") and v is not None
+            }
+        )
     except ValueError:
         pass
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -183,8 +202,12 @@ def _set_threads(threads: int | None) -> None:
     """Set torch's intra-op threads: ``threads`` (None: all cores), and in a joblib sweep at most
     cpu_count / n_jobs, so parallel jobs share the cores instead of oversubscribing them."""
     cpus = os.cpu_count() or 1
-    check(threads is None or (isinstance(threads, int) and threads >= 1), "threads",
-          "an integer >= 1, or null for all cores", threads)
+    check(
+        threads is None or (isinstance(threads, int) and threads >= 1),
+        "threads",
+        "an integer >= 1, or null for all cores",
+        threads,
+    )
     limit = threads or cpus
     try:
         hc = HydraConfig.get()
