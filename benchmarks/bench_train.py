@@ -3,7 +3,8 @@
 Both run in this process, alternating, on 60,000 MNIST-sized (784-dim) binary examples: vae-lab as
 `vae-lab train` builds it (Hydra config, Lightning Trainer with its default loggers, checkpointing and
 progress bar; validation off; the gradient-variance probe off unless --probe), the baseline as a
-hand-written loop over the same tensors with the same MLP sizes, Gaussian posterior, explicit reparameterization, closed-form KL and fused Adam.
+hand-written loop over the same tensors with the same MLP sizes, Gaussian posterior, explicit
+reparameterization, closed-form KL and fused Adam.
 
     python benchmarks/bench_train.py [--repeats 3] [--batch-size 100]
 
