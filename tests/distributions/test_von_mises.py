@@ -25,7 +25,7 @@ from vae_lab.distributions.von_mises import (
     VonMises,
     _dtheta_series,
     von_mises_cdf,
-    von_mises_dcdf_dconcentration,
+    von_mises_dz_dconcentration,
 )
 
 DTYPES = [torch.float32, torch.float64]
@@ -144,7 +144,8 @@ def test_rsample_concentration_gradient_matches_mpmath(dtype, rtol):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gradient_independent_of_loc(dtype):
-    """dz/dkappa depends on z - loc only; dz/dloc = 1 for any loc (also where wrapping happens)."""
+    """dz/dkappa depends on z - loc only (the same noise gives the same gradient, bit for bit, whatever
+    loc); dz/dloc = 1 for any loc (also where wrapping happens)."""
     kappa = torch.tensor([0.3, 3.0, 20.0, 300.0], dtype=dtype)
     grads = []
     for loc_value in (0.0, 3.0, -100.0):
@@ -155,9 +156,7 @@ def test_gradient_independent_of_loc(dtype):
         z.sum().backward()
         assert torch.equal(loc.grad, torch.full_like(loc, 50.0))
         grads.append(k.grad)
-    rtol = 1e-10 if dtype == torch.float64 else 2e-4  # float32: z - loc is rounded differently
-    torch.testing.assert_close(grads[1], grads[0], rtol=rtol, atol=0)
-    torch.testing.assert_close(grads[2], grads[0], rtol=rtol, atol=0)
+    assert torch.equal(grads[1], grads[0]) and torch.equal(grads[2], grads[0])
 
 
 def test_series_terms_table_truncation():
@@ -175,18 +174,18 @@ def test_series_terms_table_truncation():
             assert rel < tol, (dtype, upper, n_terms, rel)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_dcdf_dconcentration_float32_close_to_float64(dtype):
-    """Against the float64 path (itself checked against mpmath): relative error at most 1e-4 for 99.9% of
-    samples from each of 17 concentrations, in float32 (the float64 path against itself, trivially)."""
+def test_dz_dconcentration_float32_close_to_float64():
+    """float32 against the float64 path (itself checked against mpmath): relative error below 1e-4 for
+    99.9% of 20000 samples from each of 17 concentrations (the largest errors are in the far tails)."""
+    dtype = torch.float32
     torch.manual_seed(3)
     kappa = torch.tensor(
         [1e-6, 1e-3, 0.1, 0.49, 0.51, 1.0, 2.9, 3.1, 5.0, 10.4, 10.6, 20.0, 49.0, 51.0, 1e3, 1e4, 1e6]
     )
     kappa = kappa.to(dtype).repeat_interleave(20000)
     x = VonMises(torch.zeros((), dtype=dtype), kappa).sample()
-    got = von_mises_dcdf_dconcentration(x, kappa).double()
-    ref = von_mises_dcdf_dconcentration(x.double(), kappa.double())
+    got = von_mises_dz_dconcentration(x, kappa).double()
+    ref = von_mises_dz_dconcentration(x.double(), kappa.double())
     rel = ((got - ref).abs() / ref.abs()).nan_to_num(0.0).view(17, -1)  # x == 0 exactly: 0 / 0
     assert torch.isfinite(got).all()
     assert (torch.quantile(rel, 0.999, dim=1) < 1e-4).all()
@@ -232,7 +231,7 @@ def test_rsample_broadcast_gradients_sum_to_size():
     assert loc.grad.shape == (3, 1) and kappa.grad.shape == (1, 4)
     torch.testing.assert_close(loc.grad, weights.sum(dim=(0, 2)).view(3, 1))
     x = torch.remainder(z.detach() - loc.detach() + math.pi, 2 * math.pi) - math.pi
-    dz = von_mises_dcdf_dconcentration(x, kappa.detach().expand(5, 3, 4))
+    dz = von_mises_dz_dconcentration(x, kappa.detach().expand(5, 3, 4))
     torch.testing.assert_close(kappa.grad, (weights * dz).sum(dim=(0, 1)).view(1, 4))
 
 
@@ -328,7 +327,7 @@ def test_beyond_the_range(dtype):
     assert torch.isfinite(z).all() and torch.isfinite(kappa.grad).all() and torch.isfinite(loc.grad).all()
     assert VonMises(loc, kappa).rsample((0,)).shape == (0, 5)
     empty = torch.empty(0, dtype=dtype)
-    assert von_mises_dcdf_dconcentration(empty, empty).shape == (0,)
+    assert von_mises_dz_dconcentration(empty, empty).shape == (0,)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

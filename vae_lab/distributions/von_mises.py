@@ -63,7 +63,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.distributions import VonMises as _TorchVonMises
 
-__all__ = ["VonMises", "von_mises_cdf", "von_mises_dcdf_dconcentration"]
+__all__ = ["VonMises", "von_mises_cdf", "von_mises_dz_dconcentration"]
 
 _PI = math.pi
 _TWO_PI = 2.0 * math.pi
@@ -144,10 +144,11 @@ def _asymptotic_i0e_and_complement(kappa: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _one_minus_bessel_ratio(kappa: Tensor) -> Tensor:
-    r""":math:`1 - I_1(\kappa)/I_0(\kappa)`, accurate to a few ulps up to very large :math:`\kappa`.
+    r""":math:`1 - I_1(\kappa)/I_0(\kappa)` without cancellation for large :math:`\kappa`.
 
     The direct form :math:`(i_{0e} - i_{1e})/i_{0e}` loses about :math:`\log_{10}(2\kappa)` digits
-    to cancellation, so above :func:`_series_switch` the asymptotic expansion is used instead.
+    to cancellation, so above :func:`_series_switch` the asymptotic expansion is used instead (relative
+    error at most about 4e-6 in float32, 1e-14 in float64, at any :math:`\kappa`).
     Differentiable by autograd (the expansion is evaluated on a clamped input, so the branch that
     :func:`torch.where` drops has finite gradients).
     """
@@ -221,7 +222,7 @@ def von_mises_cdf(x: Tensor, concentration: Tensor) -> Tensor:
 
     Hill (1977), algorithm 518. ``x`` is extended periodically, :math:`F(x + 2\pi) = F(x) + 1` (as in
     ``scipy.stats.vonmises.cdf``). Differentiable with autograd in both arguments. Absolute error below
-    1e-10 in float64 (series for :math:`\kappa < 50`) and about 1e-7 in float32 (series for
+    1e-10 in float64 (series for :math:`\kappa < 50`) and below 1e-5 in float32 (series for
     :math:`\kappa < 10.5`).
     """
     x, kappa = torch.broadcast_tensors(x, concentration)
@@ -235,6 +236,26 @@ def von_mises_cdf(x: Tensor, concentration: Tensor) -> Tensor:
     series = _cdf_series(x, small, n_terms)
     normal = torch.special.ndtr(_normal_xi(x, kappa.clamp(min=switch)))
     return torch.where(kappa < switch, series, normal) + periods
+
+
+def _series_sums_by_horner(
+    t: Tensor, d: Tensor, lam: Tensor, c1: Tensor, c2: Tensor, sigma: Tensor, n_terms: int
+) -> tuple[Tensor, Tensor]:
+    """(sum_n rho~_n' t_n / n, sum_n rho_n) by backward recurrences (see :func:`_dtheta_series`), in place."""
+    r, e, v, dv, p = torch.zeros((5, *t.shape), dtype=t.dtype, device=t.device).unbind()
+    # e = (-1)^n dR~_n/dkappa: the alternating sign saves a negation per term. p = sum_n rho_n.
+    for n in range(n_terms, 0, -1):
+        sign = 1.0 if n % 2 == 0 else -1.0
+        r.add_(c1, alpha=float(n)).reciprocal_()
+        e.add_(c2, alpha=sign * n).mul_(r).mul_(r)
+        v.add_(t, alpha=1.0 / n)
+        dv.mul_(r).addcmul_(e, v, value=sign)
+        v.mul_(r)
+        p.mul_(r).add_(r).mul_(sigma)
+        if n > 1:
+            d.addcmul_(lam, t)
+            t.add_(d)
+    return dv, p
 
 
 def _dtheta_series(x: Tensor, kappa: Tensor, n_terms: int) -> Tensor:
@@ -272,19 +293,7 @@ def _dtheta_series(x: Tensor, kappa: Tensor, n_terms: int) -> Tensor:
     lam = torch.mul(half_sq, _s(-4.0, x))
     t = torch.mul(y, _s(n_terms, x)).sin_()  # sin(N y)
     d = y.mul_(_s(n_terms + 0.5, x)).cos_().mul_(half).mul_(_s(-2.0, x))  # sin(N y) - sin((N + 1) y)
-    r, e, v, dv, p = torch.zeros((5, *x.shape), dtype=dtype, device=x.device).unbind()
-    # e = (-1)^n dR_n/dkappa: the alternating sign saves a negation per term. p = sum_n rho_n.
-    for n in range(n_terms, 0, -1):
-        sign = 1.0 if n % 2 == 0 else -1.0
-        r.add_(c1, alpha=float(n)).reciprocal_()
-        e.add_(c2, alpha=sign * n).mul_(r).mul_(r)
-        v.add_(t, alpha=1.0 / n)
-        dv.mul_(r).addcmul_(e, v, value=sign)
-        v.mul_(r)
-        p.mul_(r).add_(r).mul_(sigma)
-        if n > 1:
-            d.addcmul_(lam, t)
-            t.add_(d)
+    dv, p = _series_sums_by_horner(t, d, lam, c1, c2, sigma, n_terms)
     # dtheta/dkappa = -(dV/pi) / q(x), 1/q(x) = 2 pi i0e(k) exp(2 k sin^2(x/2)), i0e = 1/(1 + 2p),
     # sin^2(x/2) = sin^2(y/2) or, reflected, 1 - sin^2(y/2).
     expo = torch.addcmul(reflected, half_sq, sigma).mul_(kappa).mul_(_s(2.0, x)).exp_()
@@ -370,8 +379,10 @@ def _series_groups(counts: list[int], terms: tuple[int, ...]) -> list[tuple[int,
     return groups[::-1]
 
 
-def von_mises_dcdf_dconcentration(x: Tensor, concentration: Tensor) -> Tensor:
-    r"""Implicit reparameterization derivative :math:`-(\partial F/\partial\kappa)(x;\kappa) / q(x;0,\kappa)`.
+def von_mises_dz_dconcentration(x: Tensor, concentration: Tensor) -> Tensor:
+    r"""The implicit reparameterization derivative of a sample,
+    :math:`\partial z/\partial\kappa = -(\partial F/\partial\kappa)(x;\kappa) / q(x;0,\kappa)`, at the centred
+    sample :math:`x = z - \mu`.
 
     ``x`` must lie in :math:`[-\pi, \pi]`; ``x`` and ``concentration`` must have the same shape. Each
     branch of Hill's CDF is evaluated on the elements that need it, the series in groups of
@@ -380,7 +391,7 @@ def von_mises_dcdf_dconcentration(x: Tensor, concentration: Tensor) -> Tensor:
     """
     dtype = x.dtype
     if dtype not in (torch.float32, torch.float64):
-        return von_mises_dcdf_dconcentration(x.float(), concentration.float()).to(dtype)
+        return von_mises_dz_dconcentration(x.float(), concentration.float()).to(dtype)
     x_flat = x.reshape(-1)
     k_flat = concentration.reshape(-1)
     n = x_flat.numel()
@@ -522,7 +533,7 @@ def _sample_centred(kappa: Tensor) -> Tensor:
 
 
 class _ImplicitReparam(torch.autograd.Function):
-    """z = wrap(loc + x): dz/dloc = 1, dz/dkappa from :func:`von_mises_dcdf_dconcentration` at x."""
+    """z = wrap(loc + x): dz/dloc = 1, dz/dkappa from :func:`von_mises_dz_dconcentration` at x."""
 
     @staticmethod
     def forward(ctx, loc: Tensor, concentration: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
@@ -538,7 +549,7 @@ class _ImplicitReparam(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_loc = grad.sum_to_size(ctx.loc_shape)
         if ctx.needs_input_grad[1]:
-            dx = von_mises_dcdf_dconcentration(x, concentration.expand(x.shape))
+            dx = von_mises_dz_dconcentration(x, concentration.expand(x.shape))
             grad_concentration = (grad * dx).sum_to_size(concentration.shape)
         return grad_loc, grad_concentration, None
 
@@ -575,7 +586,11 @@ class VonMises(_TorchVonMises):
     has_rsample = True
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = _NO_SHAPE) -> Tensor:
-        """Reparameterized samples of shape ``sample_shape + batch_shape``, wrapped to [-pi, pi)."""
+        """Reparameterized samples of shape ``sample_shape + batch_shape``, wrapped to [-pi, pi).
+
+        Gradients flow to ``loc`` (1 per sample) and ``concentration`` (the implicit derivative, computed
+        on the backward pass only); first-order only (no double backward).
+        """
         shape = self._extended_shape(sample_shape)
         with torch.no_grad():
             x = _sample_centred(self.concentration.detach().expand(shape))
