@@ -26,9 +26,15 @@ def linear_gaussian_vae(estimator=None) -> tuple[VAE, MultivariateNormal]:
     the exact posterior mean with scales 1.3 times the exact ones."""
     torch.manual_seed(0)
     vae = VAE(
-        posterior=GaussianHead(K, min_scale=1e-6), prior=NormalPrior(K), estimator=estimator or ReparamEstimator(),
-        encoder=functools.partial(MLP, hidden=[]), decoder=functools.partial(MLP, hidden=[]), likelihood=Gaussian(S),
-        optimizer=functools.partial(torch.optim.Adam, lr=1e-3), input_dim=D, latent_dim=K,
+        posterior=GaussianHead(K, min_scale=1e-6),
+        prior=NormalPrior(K),
+        estimator=estimator or ReparamEstimator(),
+        encoder=functools.partial(MLP, hidden=[]),
+        decoder=functools.partial(MLP, hidden=[]),
+        likelihood=Gaussian(S),
+        optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+        input_dim=D,
+        latent_dim=K,
     ).double()
     W, b = vae.decoder[0].weight.detach(), vae.decoder[0].bias.detach()
     # exact posterior: cov = (I + W^T W / s^2)^-1, mean = cov W^T (x - b) / s^2
@@ -61,7 +67,7 @@ def test_iw_bound_does_not_get_worse_as_k_grows_and_is_at_least_the_elbo():
         ses.append(runs.std() / math.sqrt(len(runs)))
     elbo = torch.stack([vae.elbo(x)["elbo"].mean() for _ in range(10)]).mean()
     exact = marginal.log_prob(x).mean()
-    for lo, hi, se_lo, se_hi in zip(means, means[1:], ses, ses[1:]):
+    for lo, hi, se_lo, se_hi in zip(means, means[1:], ses, ses[1:], strict=False):
         assert hi > lo - 4 * math.hypot(se_lo, se_hi)
     assert means[-1] - elbo > 0.0 and means[-1] <= exact + 4 * ses[-1]
     assert means[-1] - means[0] > 4 * math.hypot(ses[0], ses[-1])  # a real, resolved improvement
@@ -87,7 +93,9 @@ def test_analytic_and_monte_carlo_kl_agree_in_expectation():
     assert abs(mc.mean() - analytic) < 4 * mc.std() / math.sqrt(len(mc))
 
 
-@pytest.mark.parametrize("estimator", [ReparamEstimator(), ImplicitEstimator(), ScoreFunctionEstimator("none")])
+@pytest.mark.parametrize(
+    "estimator", [ReparamEstimator(), ImplicitEstimator(), ScoreFunctionEstimator("none")]
+)
 def test_surrogate_value_is_the_elbo(estimator):
     vae, marginal = linear_gaussian_vae(estimator)
     x = marginal.sample((8,))
@@ -103,18 +111,34 @@ def test_unsupported_estimator_fails_at_construction_with_the_supported_list():
     from vae_lab.model.priors import DirichletPrior
 
     with pytest.raises(ConfigError, match="implicit.*rsvi.*score"):
-        VAE(posterior=DirichletHead(3), prior=DirichletPrior(3), estimator=ReparamEstimator(),
-            encoder=functools.partial(MLP), decoder=functools.partial(MLP), likelihood=Bernoulli(),
-            optimizer=functools.partial(torch.optim.Adam), input_dim=4, latent_dim=3)
+        VAE(
+            posterior=DirichletHead(3),
+            prior=DirichletPrior(3),
+            estimator=ReparamEstimator(),
+            encoder=functools.partial(MLP),
+            decoder=functools.partial(MLP),
+            likelihood=Bernoulli(),
+            optimizer=functools.partial(torch.optim.Adam),
+            input_dim=4,
+            latent_dim=3,
+        )
 
 
 def test_bad_learning_rate_fails_at_construction():
     from vae_lab.errors import ConfigError
 
     with pytest.raises(ConfigError, match="optimizer"):
-        VAE(posterior=GaussianHead(2), prior=NormalPrior(2), estimator=ReparamEstimator(),
-            encoder=functools.partial(MLP), decoder=functools.partial(MLP), likelihood=Bernoulli(),
-            optimizer=functools.partial(torch.optim.Adam, lr=-1.0), input_dim=4, latent_dim=2)
+        VAE(
+            posterior=GaussianHead(2),
+            prior=NormalPrior(2),
+            estimator=ReparamEstimator(),
+            encoder=functools.partial(MLP),
+            decoder=functools.partial(MLP),
+            likelihood=Bernoulli(),
+            optimizer=functools.partial(torch.optim.Adam, lr=-1.0),
+            input_dim=4,
+            latent_dim=2,
+        )
 
 
 def test_a_non_finite_loss_stops_training_naming_the_step():

@@ -43,3 +43,43 @@ class Gaussian(nn.Module):
 
     def mean(self, mean: Tensor) -> Tensor:
         return mean
+
+
+class WordCounts(nn.Module):
+    """Bag-of-words documents: every token drawn independently from one distribution p over the vocabulary,
+    log p(x|z) = sum_w x_w log p_w, x the word counts.
+
+    This is the multinomial log-likelihood *without* its coefficient log(N! / prod_w x_w!), which does not
+    depend on the model; it is the likelihood of the token sequence in a fixed order, the convention of the
+    topic-model perplexities in the literature (and of the paper's code, TensorFlow Probability's LDA
+    example, which scores the counts with ``OneHotCategorical.log_prob``).
+
+    Args:
+        from_logits: the decoder outputs unnormalized logits, normalized here with ``log_softmax`` (a softmax
+            decoder as in NVDM, Miao et al. 2016); default ``False``: the decoder outputs normalized
+            log-probabilities already (:class:`vae_lab.model.topics.TopicDecoder`).
+
+    ``counts = True`` tells the VAE that the data are counts, so it logs ``{split}/perplexity``.
+    """
+
+    counts = True
+
+    def __init__(self, from_logits: bool = False):
+        super().__init__()
+        self.from_logits = bool(from_logits)
+
+    def param_dim(self, input_dim: int) -> int:
+        return input_dim
+
+    def log_prob(self, x: Tensor, log_probs: Tensor) -> Tensor:
+        """x: (B, V) counts; log_probs: (..., B, V) -> (..., B)."""
+        if self.from_logits:
+            log_probs = F.log_softmax(log_probs, dim=-1)
+        return (x * log_probs).sum(-1)
+
+    def mean(self, log_probs: Tensor) -> Tensor:
+        """The word distribution p (the mean of a one-token document)."""
+        return F.softmax(log_probs, dim=-1) if self.from_logits else log_probs.exp()
+
+    def extra_repr(self) -> str:
+        return f"from_logits={self.from_logits}"

@@ -5,6 +5,18 @@ ELBO(x) = E_q(z|x)[log p(x|z)] - KL(q(z|x) || p(z)), in nats per data point: sum
 latent dimensions, averaged over the batch. With ``analytic_kl`` the KL is the closed form registered
 with ``torch.distributions.kl.register_kl`` (Monte Carlo where none is registered); the estimator then
 differentiates f(z) = log p(x|z) only. Otherwise f(z) = log p(x|z) + log p(z) - log q(z|x).
+
+Count data (a likelihood with ``counts = True``, e.g. ``WordCounts``) also get the per-word perplexity
+
+    {val,test}/perplexity = exp( (1/D) sum_d -ELBO_d / N_d ),   N_d = sum_w x_dw,
+
+the exponential of the mean over the split's D documents of the negative ELBO per token (documents without
+tokens are left out). Per-document ratios are accumulated over the epoch's batches and exponentiated once at
+the epoch's end, so the figure does not depend on the batch size. This is the definition of the paper's
+code (Figurnov et al. 2018, via TensorFlow Probability's LDA example: ``exp(mean(-elbo / words))``).
+
+A prior with ``freeze_steps > 0`` is held fixed for that many optimizer steps (its gradients are dropped
+before the optimizer sees them; see ``DirichletPrior``).
 """
 
 from __future__ import annotations
@@ -66,16 +78,22 @@ class VAE(pl.LightningModule):
         self.iw_samples = positive_int("iw_samples", iw_samples)
         self.iw_chunk = positive_int("iw_chunk", iw_chunk)
         if not estimator.supports(posterior.family):
-            raise ConfigError(
-                "estimator",
-                f"the {posterior.family} posterior supports {_estimators_for(posterior.family)}",
-                type(estimator).__name__,
-                detail=f"estimator {type(estimator).__name__} does not support posterior={posterior.family}; "
-                f"estimators for {posterior.family}: {_estimators_for(posterior.family)}",
-            )
+            raise ConfigError("estimator", f"estimators for the {posterior.family} posterior: "
+                              f"{_estimators_for(posterior.family)}", type(estimator).__name__)
         self.posterior, self.prior, self.estimator, self.likelihood = posterior, prior, estimator, likelihood
         self.encoder = encoder(in_dim=input_dim, out_dim=posterior.param_dim)
         self.decoder = decoder(in_dim=posterior.decoder_dim, out_dim=likelihood.param_dim(input_dim))
+        if getattr(self.decoder, "needs_simplex", False) and posterior.family != "dirichlet":
+            raise ConfigError(
+                "posterior", "", None,
+                detail=f"the decoder {type(self.decoder).__name__} (model=lda) reads topic proportions on the "
+                f"simplex and needs posterior=dirichlet, not posterior={posterior.family}",
+            )
+        # count data: sums of per-document log-perplexities and document counts over an epoch, per split
+        self.counts = bool(getattr(likelihood, "counts", False))
+        self._perplexity_sums: dict[str, Tensor] = {}
+        self._prior_params = [p for p in prior.parameters() if p.requires_grad]
+        self.prior_freeze_steps = int(getattr(prior, "freeze_steps", 0) or 0)
         self.optimizer_factory = optimizer
         _check_optimizer(optimizer)
         self.analytic_kl = bool(analytic_kl) and self._kl_is_registered()
@@ -143,16 +161,67 @@ class VAE(pl.LightningModule):
         loss = -terms["surrogate"].mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}")
-        self._log_terms("train", terms, x.shape[0], on_step=True)
+        if self._is_logging_step():
+            self._log_terms("train", terms, x.shape[0], on_step=True)
         return loss
 
+    def _is_logging_step(self) -> bool:
+        """Whether the loggers will write this step's metrics (every ``trainer.log_every_n_steps``).
+
+        Lightning's ``self.log`` costs about as much as a small model's whole step, and values logged on
+        other steps are dropped anyway, so the training step logs only when they will be written.
+        """
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        return (self.global_step + 1) % max(1, trainer.log_every_n_steps) == 0 or trainer.should_stop
+
     def validation_step(self, x: Tensor, batch_idx: int) -> None:
-        self._log_terms("val", self.elbo(x), x.shape[0])
+        terms = self.elbo(x)
+        self._log_terms("val", terms, x.shape[0])
+        self._update_perplexity("val", x, terms["elbo"])
 
     def test_step(self, x: Tensor, batch_idx: int) -> None:
-        self._log_terms("test", self.elbo(x), x.shape[0])
+        terms = self.elbo(x)
+        self._log_terms("test", terms, x.shape[0])
+        self._update_perplexity("test", x, terms["elbo"])
         nll = -self.iw_log_likelihood(x).mean()
         self.log("test/nll", nll, batch_size=x.shape[0], on_epoch=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._perplexity_sums.pop("val", None)
+
+    def on_test_epoch_start(self) -> None:
+        self._perplexity_sums.pop("test", None)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_perplexity("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_perplexity("test")
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Prior burn-in: a None gradient makes torch's optimizers skip the parameter entirely (no step,
+        # no moment update), like leaving it out of TensorFlow's apply_gradients in the paper's code.
+        if self.global_step < self.prior_freeze_steps:
+            for p in self._prior_params:
+                p.grad = None
+
+    def _update_perplexity(self, split: str, x: Tensor, elbo: Tensor) -> None:
+        if not self.counts:
+            return
+        ratio, weight = document_log_perplexity(elbo.detach(), x)
+        sums = torch.stack([(ratio * weight).sum(), weight.sum()])  # stays on the device: no sync per batch
+        previous = self._perplexity_sums.get(split)
+        self._perplexity_sums[split] = sums if previous is None else previous + sums
+
+    def _log_perplexity(self, split: str) -> None:
+        sums = self._perplexity_sums.pop(split, None)
+        if sums is None:
+            return
+        total, documents = self.trainer.strategy.reduce(sums, reduce_op="sum")  # over processes (DDP)
+        if documents > 0:
+            self.log(f"{split}/perplexity", (total / documents).exp())
 
     def _log_terms(self, split: str, terms: dict[str, Tensor], batch_size: int, on_step: bool = False) -> None:
         for name in ("elbo", "recon", "kl"):
@@ -161,6 +230,22 @@ class VAE(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.parameters())
+
+
+def document_log_perplexity(elbo: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-document -ELBO_d / N_d (N_d = x_d.sum(), the token count) and a weight: 1, or 0 for a document
+    without tokens (its ratio is set to 0). The weighted mean over a split, exponentiated, is the
+    perplexity."""
+    n_words = x.sum(-1).to(elbo.dtype)
+    has_words = n_words > 0
+    ratio = torch.where(has_words, -elbo / n_words.clamp_min(1.0), torch.zeros_like(elbo))
+    return ratio, has_words.to(elbo.dtype)
+
+
+def perplexity(elbo: Tensor, x: Tensor) -> float:
+    """exp of the mean over documents of -ELBO_d / N_d, for one set of documents in one go."""
+    ratio, weight = document_log_perplexity(elbo, x)
+    return float(((ratio * weight).sum() / weight.sum()).exp())
 
 
 def _check_optimizer(factory: Callable[..., torch.optim.Optimizer]) -> None:
