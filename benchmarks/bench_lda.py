@@ -42,7 +42,7 @@ def build(cfg, datamodule):
 
 def step_times(datamodule, variants: dict[str, list[str]], steps: int, repeats: int) -> dict[str, float]:
     """ms per plain training step, min over repeats, variants interleaved."""
-    batches = [b for _, b in zip(range(steps), iter(datamodule.train_dataloader()))]
+    batches = [b for _, b in zip(range(steps), iter(datamodule.train_dataloader()), strict=False)]
     runs = {}
     for name, overrides in variants.items():
         model = build(config(overrides), datamodule)
@@ -123,7 +123,8 @@ def decoder_forms(repeats: int, n: int = 100) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
@@ -149,7 +150,8 @@ def main() -> None:
         sps = lightning_steps_per_second(datamodule, args.lightning_steps, [f"threads={threads}"])
         print(f"  Lightning   implicit, preset's callbacks   {1e3 / sps:6.2f} ms  {sps:6.0f} steps/s  "
               f"180k steps: {180_000 / sps / 3600:5.2f} h")
-        print(f"  validation pass (1,000 documents): {validation_seconds(datamodule, args.repeats) * 1e3:.0f} ms")
+        val_ms = validation_seconds(datamodule, args.repeats) * 1e3
+        print(f"  validation pass (1,000 documents): {val_ms:.0f} ms")
         for name, ms in decoder_forms(args.repeats).items():
             print(f"  decoder {name:<10} forward+backward, batch 32: {ms:6.2f} ms")
 

@@ -29,7 +29,8 @@ K, V = 4, 12
 
 def lda(prior=None, estimator=None, posterior=None, **kwargs) -> VAE:
     return VAE(
-        posterior=posterior or DirichletHead(K, min_concentration=0.1), prior=prior or DirichletPrior(K, alpha=0.7),
+        posterior=posterior or DirichletHead(K, min_concentration=0.1),
+        prior=prior or DirichletPrior(K, alpha=0.7),
         estimator=estimator or ImplicitEstimator(), encoder=functools.partial(MLP, hidden=[8]),
         decoder=TopicDecoder, likelihood=WordCounts(), optimizer=functools.partial(torch.optim.Adam, lr=1e-2),
         input_dim=V, latent_dim=K, **kwargs,
@@ -189,4 +190,5 @@ def test_lda_20news_preset_has_the_papers_settings_and_takes_the_estimator_from_
     assert model.counts and model.prior_freeze_steps == 120_000
     assert model.decoder.topics.shape == (50, 1995)
     # default estimator: implicit
-    assert compose_train(["experiment=figurnov2018/lda_20news"]).estimator._target_.endswith("ImplicitEstimator")
+    default = compose_train(["experiment=figurnov2018/lda_20news"])
+    assert default.estimator._target_.endswith("ImplicitEstimator")

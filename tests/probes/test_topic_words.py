@@ -66,7 +66,8 @@ def test_lda_20news_preset_runs_end_to_end_with_perplexity_and_topics(cli, share
 
     lines = (run / "topics.txt").read_text().splitlines()
     assert lines[0].startswith("# top 10 words per topic; tested model")
-    vocab = {ln.split()[0] for ln in (shared_data_dir / "20news" / "vocab.new").read_text().splitlines() if ln}
+    vocab_file = shared_data_dir / "20news" / "vocab.new"
+    vocab = {ln.split()[0] for ln in vocab_file.read_text().splitlines() if ln}
     topics = lines[1:]
     assert len(topics) == 50
     for line in topics:

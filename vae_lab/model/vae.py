@@ -86,8 +86,8 @@ class VAE(pl.LightningModule):
         if getattr(self.decoder, "needs_simplex", False) and posterior.family != "dirichlet":
             raise ConfigError(
                 "posterior", "", None,
-                detail=f"the decoder {type(self.decoder).__name__} (model=lda) reads topic proportions on the "
-                f"simplex and needs posterior=dirichlet, not posterior={posterior.family}",
+                detail=f"the decoder {type(self.decoder).__name__} (model=lda) reads topic proportions on "
+                f"the simplex and needs posterior=dirichlet, not posterior={posterior.family}",
             )
         # count data: sums of per-document log-perplexities and document counts over an epoch, per split
         self.counts = bool(getattr(likelihood, "counts", False))

@@ -59,7 +59,9 @@ class TopicWords(pl.Callback):
             self.write(trainer, pl_module, f"step {trainer.global_step}, epoch {trainer.current_epoch}")
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.write(trainer, pl_module, f"tested model, step {trainer.global_step}")
+        checkpoint = getattr(trainer, "ckpt_path", None)
+        source = f"checkpoint {checkpoint}" if checkpoint else f"step {trainer.global_step}"
+        self.write(trainer, pl_module, f"tested model ({source})")
 
     # -----------------------------------------------------------------------------------------------
     def topic_lines(self, pl_module: pl.LightningModule, vocab: list[str] | None) -> list[str] | None:
@@ -67,7 +69,7 @@ class TopicWords(pl.Callback):
         decoder = getattr(pl_module, "decoder", None)
         if not callable(getattr(decoder, "topic_word_probs", None)):
             if not self._warned:
-                log.warning("TopicWords: the model's decoder has no topics (topic_word_probs); nothing to write")
+                log.warning("TopicWords: the model's decoder has no topic_word_probs(); nothing to write")
                 self._warned = True
             return None
         with torch.no_grad():
@@ -103,4 +105,5 @@ class TopicWords(pl.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 # markdown: indented lines are a code block, which keeps the columns
-                logger.experiment.add_text("topics", "\n".join("    " + ln for ln in lines), trainer.global_step)
+                text = "\n".join("    " + ln for ln in lines)
+                logger.experiment.add_text("topics", text, trainer.global_step)
