@@ -24,6 +24,12 @@ PAIRS = [
     ["posterior=dirichlet", "estimator=implicit"],
     ["posterior=dirichlet", "estimator=rsvi", "estimator.B=5"],
     ["posterior=dirichlet", "estimator=score"],
+    ["posterior=gamma", "estimator=implicit"],
+    ["posterior=gamma", "estimator=rsvi"],
+    ["posterior=gamma", "estimator=score"],
+    ["posterior=beta", "estimator=implicit"],
+    ["posterior=beta", "estimator=rsvi"],
+    ["posterior=beta", "estimator=score"],
 ]
 
 

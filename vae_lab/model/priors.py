@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Dirichlet, Distribution, Independent, Normal
+from torch.distributions import Beta, Dirichlet, Distribution, Gamma, Independent, Normal
 
 from vae_lab.distributions.circular_uniform import CircularUniform
 from vae_lab.distributions.von_mises import VonMises
@@ -61,10 +61,50 @@ class VonMisesPrior(Prior):
         super().__init__(latent_dim)
         check(-math.pi <= loc < math.pi, "loc", "expected a value in [-pi, pi)", loc)
         self.register_buffer("loc", torch.full((latent_dim,), float(loc)))
-        self.register_buffer("concentration", torch.full((latent_dim,), positive_float("concentration", concentration)))
+        concentration = positive_float("concentration", concentration)
+        self.register_buffer("concentration", torch.full((latent_dim,), concentration))
 
     def forward(self) -> Distribution:
         return Independent(VonMises(self.loc, self.concentration, validate_args=False), 1)
+
+
+class GammaPrior(Prior):
+    """p(z) = prod_i Gamma(concentration, rate) on (0, inf)^d; Gamma(0.3, 0.3) is the prior of the Gamma
+    VAE of Figurnov, Mohamed & Mnih (2018). KL(Gamma || Gamma) is closed-form (torch's registry)."""
+
+    def __init__(self, latent_dim: int, concentration: float = 0.3, rate: float = 0.3):
+        super().__init__(latent_dim)
+        self.concentration = positive_float("concentration", concentration)
+        self.rate = positive_float("rate", rate)
+        # parameters built in the model's dtype on each call: 0.3 stays 0.3 in float64, not float32's 0.3
+        self.register_buffer("_ref", torch.zeros(()), persistent=False)  # carries dtype and device
+
+    def forward(self) -> Distribution:
+        shape, like = (self.latent_dim,), {"dtype": self._ref.dtype, "device": self._ref.device}
+        return Independent(
+            Gamma(
+                torch.full(shape, self.concentration, **like),
+                torch.full(shape, self.rate, **like),
+                validate_args=False,
+            ),
+            1,
+        )
+
+
+class UnitUniformPrior(Prior):
+    """p(z) uniform on the unit cube (0, 1)^d, the natural prior of Beta latents (Figurnov et al. 2018).
+
+    Written as prod_i Beta(1, 1), the same density (1 on (0, 1)), so that KL(Beta(a, b) || p) has torch's
+    closed form KL(Beta || Beta), here ``-H(Beta(a, b))``, and ``log_prob`` is 0 on the whole closed cube
+    (including samples rounded to 0 or 1).
+    """
+
+    def __init__(self, latent_dim: int):
+        super().__init__(latent_dim)
+        self.register_buffer("_ones", torch.ones(latent_dim), persistent=False)  # carries dtype and device
+
+    def forward(self) -> Distribution:
+        return Independent(Beta(self._ones, self._ones, validate_args=False), 1)
 
 
 class DirichletPrior(Prior):
@@ -92,7 +132,8 @@ class DirichletPrior(Prior):
         positive_float("alpha", alpha)
         positive_float("min_alpha", min_alpha)
         check(max_alpha > min_alpha, "max_alpha", f"expected a value > min_alpha={min_alpha}", max_alpha)
-        check(min_alpha <= alpha <= max_alpha, "alpha", f"expected a value in [{min_alpha}, {max_alpha}]", alpha)
+        allowed = f"expected a value in [{min_alpha}, {max_alpha}]"
+        check(min_alpha <= alpha <= max_alpha, "alpha", allowed, alpha)
         check(isinstance(freeze_steps, int) and not isinstance(freeze_steps, bool) and freeze_steps >= 0,
               "freeze_steps", "expected an integer >= 0", freeze_steps)
         self.min_alpha, self.max_alpha, self.learnable = float(min_alpha), float(max_alpha), bool(learnable)
