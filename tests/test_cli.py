@@ -68,6 +68,34 @@ def test_tensorboard_events_hold_the_scalar_tags(trained_run: Path):
     assert set(COLUMNS) <= tags, set(COLUMNS) - tags
 
 
+def test_tensorboard_hparams_tab_names_the_flat_settings_and_fixed_metrics(trained_run: Path):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from vae_lab.train import HPARAMS_METRICS
+
+    experiment = session = None
+    for path in (trained_run / "tensorboard").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(path))
+        acc.Reload()
+        try:
+            contents = acc.PluginTagToContent("hparams")
+        except KeyError:  # an event file without an hparams summary
+            continue
+        for tag, content in contents.items():
+            data = plugin_data_pb2.HParamsPluginData.FromString(content)
+            if tag == "_hparams_/experiment":
+                experiment = data.experiment
+            elif tag == "_hparams_/session_start_info":
+                session = data.session_start_info
+    assert experiment is not None and session is not None
+    assert [m.name.tag for m in experiment.metric_infos] == list(HPARAMS_METRICS)
+    hparams = {h.name for h in experiment.hparam_infos}
+    expected = {"choice/posterior", "choice/estimator", "model.latent_dim", "seed", "model.optimizer.lr"}
+    assert expected <= hparams
+    assert session.hparams["choice/posterior"].string_value == "gaussian"
+    assert session.hparams["model.latent_dim"].number_value == 10
+
+
 def test_importance_weighted_nll_is_tighter_than_the_elbo(trained_run: Path):
     metrics = json.loads((trained_run / "summary.json").read_text())["metrics"]
     assert metrics["test/nll"] <= -metrics["test/elbo"]

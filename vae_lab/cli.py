@@ -2,7 +2,8 @@
 
 Before Hydra starts, every combination of the overrides is composed once (`_preflight`), so a typo in
 a group option or key fails at once with one line that names it and what is allowed, instead of
-inside a sweep or after a traceback.
+inside a sweep or after a traceback. `resume=true` is resolved here too (`_resume_args`): Hydra's run
+(or sweep) directory is pointed at the run to continue before Hydra creates a new one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import itertools
 import json
 import logging
 import math
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from vae_lab import resume
 from vae_lab.config import CONF_DIR, group_options
 
 log = logging.getLogger("vae_lab.cli")
@@ -123,18 +126,108 @@ def _split_flags(args: list[str]) -> tuple[list[str], list[str]]:
 def _run_train(args: list[str]) -> int:
     flags, overrides = _split_flags(args)
     multirun = "-m" in flags or "--multirun" in flags
+    _Continue.args, _Continue.multirun = args, multirun
     if not _INFO_FLAGS.intersection(flags):
         error = _preflight(overrides)
         if error:
             print(f"vae-lab train: error: {error}", file=sys.stderr)
             return 2
+        try:
+            resumed = _resume_args(overrides, multirun)
+        except resume.ResumeError as err:
+            print(f"vae-lab train: error: {err}", file=sys.stderr)
+            return 2
+        if isinstance(resumed, str):  # the run completed already
+            print(f"vae-lab train: {resumed}")
+            return 0
+        if any(not o.startswith("hydra") for o in resumed):  # the run's own overrides, taken over
+            error = _preflight([*overrides, *resumed])
+            if error:
+                print(f"vae-lab train: error: {resume.KEY}: {error}", file=sys.stderr)
+                return 2
+        if resumed:  # flags first: argparse takes the overrides as one run of positionals
+            args = [*flags, *overrides, *resumed]
     SweepStatus.failed = SweepStatus.total = 0
-    code = _invoke_hydra(_train_task, ["vae-lab train", *args])
+    try:
+        code = _invoke_hydra(_train_task, ["vae-lab train", *args])
+    except KeyboardInterrupt:  # Ctrl-C before a job had its own handlers (torch still importing)
+        print("vae-lab train: interrupted while starting a job", file=sys.stderr)
+        return 128 + signal.SIGINT
     if code:
         return code
     if multirun and SweepStatus.failed:
         return 1
     return 0
+
+
+def _override_value(overrides: list[str], key: str) -> Any:
+    """The value the last override of ``key`` sets (parsed: ``true`` is True), or None."""
+    parser, value = OverridesParser.create(), None
+    for text in overrides:
+        try:
+            override = parser.parse_override(text)
+        except HydraException:
+            continue
+        if override.key_or_group == key and not override.is_sweep_override():
+            value = override.value()
+    return value
+
+
+def _hydra_value(path: Path) -> str:
+    """A path as an override value: quoted where Hydra's grammar would read its characters otherwise."""
+    text = str(path)
+    return text if all(c.isalnum() or c in "/._-+~" for c in text) else "'" + text.replace("'", "\\'") + "'"
+
+
+def _resume_args(overrides: list[str], multirun: bool) -> list[str] | str:
+    """The overrides that point Hydra at the run (or sweep) ``resume=...`` continues, or a line saying
+    that run completed already. Raises :class:`vae_lab.resume.ResumeError` when there is none.
+
+    With ``resume=<dir>`` and no other task overrides, the run's own overrides are taken over.
+    """
+    value = _override_value(overrides, resume.KEY)
+    if value is None or value is False:
+        return []
+    given = [o for o in overrides if not o.startswith(("hydra.", "hydra/", f"{resume.KEY}="))]
+    dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    explicit = _override_value(overrides, dir_key)
+    if value is not True and explicit is not None and Path(str(value)) != Path(str(explicit)):
+        raise resume.ResumeError(f"{resume.KEY}={value} and {dir_key}={explicit} name different directories")
+    where = Path(str(value)) if value is not True else Path(str(explicit)) if explicit is not None else None
+    if multirun:
+        found = resume.find_sweep(given, where)
+    else:
+        found = resume.find_run(given) if where is None else resume.check_run(where, given)
+        if found.completed:
+            best = ((resume.read_summary(found.path) or {}).get("best") or {}).get("val/elbo")
+            score = f"best val/elbo {best:.4f}; " if isinstance(best, (int, float)) else ""
+            return f"{found.path} completed already; {score}nothing to resume"
+    extra = [] if explicit is not None else [f"{dir_key}={_hydra_value(found.path)}"]
+    if not given:
+        extra = [o for o in found.overrides if not o.startswith(f"{resume.KEY}=")] + extra
+    return extra
+
+
+class _Continue:
+    """The command line that continues an interrupted `vae-lab train` (set by `_run_train`)."""
+
+    args: list[str] = []
+    multirun = False
+
+    @classmethod
+    def command(cls, run_dir: Path) -> list[str]:
+        _, overrides = _split_flags(cls.args)
+        value = _override_value(overrides, resume.KEY)
+        if value not in (None, False, True):  # resume=<dir>: the same command continues it again
+            return ["vae-lab", "train", *cls.args]
+        args = [a for a in cls.args if not a.startswith(f"{resume.KEY}=")]
+        if cls.multirun and _override_value(overrides, "hydra.sweep.dir") is None:
+            try:
+                sweep_dir = str(HydraConfig.get().sweep.dir)
+            except (ValueError, OmegaConfBaseException):
+                sweep_dir = str(run_dir.parent)
+            args.append(f"hydra.sweep.dir={_hydra_value(Path(sweep_dir))}")
+        return ["vae-lab", "train", *args, f"{resume.KEY}=true"]
 
 
 def _invoke_hydra(task: Callable[[DictConfig], Any], argv: list[str], config_name: str = "train") -> int:
@@ -159,6 +252,10 @@ def _train_task(cfg: DictConfig) -> float:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return train(cfg)
+    except resume.Interrupted as stop:  # a sweep stops too: the signal was meant for all of it
+        command = _Continue.command(stop.run_dir) if multirun or not stop.completed else None
+        print(f"vae-lab train: {stop.message(command)}", file=sys.stderr)
+        sys.exit(stop.exit_code)
     except Exception as err:  # noqa: BLE001 - reported as one line; the traceback is in train.log
         if multirun:  # the sweep goes on; SweepStatus counts the failure
             return math.nan

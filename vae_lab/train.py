@@ -1,7 +1,8 @@
 """The Hydra task behind `vae-lab train`: seed, instantiate, fit, test, return the optimized metric.
 
 Everything that trains is built from the config with Hydra's ``instantiate``; this module only wires
-the pieces together and records the outcome in ``summary.json``.
+the pieces together and records the outcome in ``summary.json``. With ``resume`` set, the job
+continues the run already in its directory (:mod:`vae_lab.resume`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import logging
 import math
 import os
+import signal
 import time
 import traceback
 import warnings
@@ -25,6 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import vae_lab.config  # noqa: F401  (registers the resolvers a job needs, also in launcher workers)
+from vae_lab import resume
 from vae_lab.errors import ConfigError, check
 
 log = logging.getLogger("vae_lab.train")
@@ -35,70 +38,113 @@ OPTIMIZED_METRIC = "val/elbo"
 # own pytree code trips a torch deprecation. Neither is actionable for a user.
 warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# A resumed run writes into its own earlier checkpoint folder on purpose.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def train(cfg: DictConfig) -> float:
     """Run one training job; return the best ``val/elbo`` (what sweepers maximize).
 
-    Failures are written to ``summary.json`` (status ``failed`` and the error) and re-raised.
+    Failures are written to ``summary.json`` (status ``failed`` and the error) and re-raised. SIGINT
+    and SIGTERM stop the fit after the current step with a checkpoint (status ``interrupted``) and
+    raise :class:`vae_lab.resume.Interrupted`. With ``resume`` set, a run that completed in this
+    directory is not trained again (its best ``val/elbo`` is returned); any other continues from its
+    newest checkpoint, its logs trimmed to that checkpoint.
     """
     run_dir = Path(cfg.paths.output_dir)
+    resuming = cfg.get("resume") not in (None, False)
+    if resuming and (previous := resume.completed_run(run_dir, _overrides())) is not None:
+        best = float((previous.get("best") or {}).get(OPTIMIZED_METRIC, math.nan))
+        log.info("resume: %s completed already; not trained again", run_dir)
+        print(f"vae-lab train: completed already; best val/elbo {best:.4f}; outputs in {run_dir}")
+        return best
     started = time.time()
     summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "overrides": _overrides()}
     _write_summary(run_dir, summary)
-    try:
-        _set_threads(cfg.get("threads"))
-        check(cfg.precision in (32, 64), "precision", "32 or 64", cfg.precision)
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        torch.distributions.Distribution.set_default_validate_args(False)
+    trainer: pl.Trainer | None = None
+    callbacks: list[Any] = []
+    resume_step = 0
+    with resume.StopSignals() as stops:
+        try:
+            _set_threads(cfg.get("threads"))
+            check(cfg.precision in (32, 64), "precision", "32 or 64", cfg.precision)
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            torch.distributions.Distribution.set_default_validate_args(False)
 
-        datamodule = _build(cfg, "data")
-        model = _build(
-            cfg,
-            "model",
-            posterior=_build(cfg, "posterior"),
-            prior=_build(cfg, "prior"),
-            estimator=_build(cfg, "estimator"),
-            input_dim=datamodule.input_dim,
-        )
-        loggers = [_build(cfg.logger, name, prefix="logger.") for name in cfg.logger]
-        callbacks = [_build(cfg.callbacks, name, prefix="callbacks.") for name in cfg.callbacks]
-        trainer: pl.Trainer = _build(
-            cfg, "trainer", logger=loggers, callbacks=callbacks, precision=f"{cfg.precision}-true"
-        )
-        for logger in loggers:
-            logger.log_hyperparams(_flat_hparams(cfg))
-
-        trainer.fit(model, datamodule=datamodule)
-        metrics = _scalars(trainer.callback_metrics)
-        best = _best_score(trainer, metrics)
-        if cfg.test:
-            trainer.test(
-                model, datamodule=datamodule, ckpt_path="best" if _has_best(trainer) else None, verbose=False
+            datamodule = _build(cfg, "data")
+            model = _build(
+                cfg,
+                "model",
+                posterior=_build(cfg, "posterior"),
+                prior=_build(cfg, "prior"),
+                estimator=_build(cfg, "estimator"),
+                input_dim=datamodule.input_dim,
             )
-            metrics.update(_scalars(trainer.callback_metrics))
-        summary.update(
-            status="completed",
-            metrics=metrics,
-            best={OPTIMIZED_METRIC: best},
-            best_checkpoint=_best_path(trainer),
-            steps=trainer.global_step,
-            epochs=trainer.current_epoch,
-            duration_s=round(time.time() - started, 3),
-        )
-        _write_summary(run_dir, summary)
-        log.info("outputs in %s", run_dir)
-        print(f"vae-lab train: {summary['status']}; best val/elbo {best:.4f}; outputs in {run_dir}")
-        return best
-    except BaseException as err:  # noqa: BLE001 - recorded, then re-raised
-        summary.update(
-            status="interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
-            error=f"{type(err).__name__}: {err}",
-            duration_s=round(time.time() - started, 3),
-        )
-        _write_summary(run_dir, summary)
-        log.info("run failed: %s\n%s", err, traceback.format_exc())  # to train.log only
-        raise
+            callbacks = [_build(cfg.callbacks, name, prefix="callbacks.") for name in cfg.callbacks]
+            checkpoint = resume.checkpoint_to_resume(callbacks) if resuming else None
+            resume_step, csv_rows = resume.checkpoint_contents(checkpoint)
+            extra = {
+                name: resume.logger_kwargs(cfg.logger[name], resume_step) if resuming else {}
+                for name in cfg.logger
+            }
+            loggers = [_build(cfg.logger, name, prefix="logger.", **extra[name]) for name in cfg.logger]
+            resume.trim_csv_logs(loggers, run_dir, csv_rows)
+            trainer = _build(
+                cfg, "trainer", logger=loggers, callbacks=callbacks, precision=f"{cfg.precision}-true"
+            )
+            _log_hparams(loggers, _flat_hparams(cfg))
+            if checkpoint is not None:
+                summary["resumed_from"] = str(checkpoint)
+                log.info("resuming from %s (step %d)", checkpoint, resume_step)
+
+            trainer.fit(model, datamodule=datamodule, ckpt_path=checkpoint)
+            metrics = _scalars(trainer.callback_metrics)
+            best = _best_score(trainer, metrics)
+            if cfg.test:
+                trainer.test(
+                    model,
+                    datamodule=datamodule,
+                    ckpt_path="best" if _has_best(trainer) else None,
+                    verbose=False,
+                )
+                metrics.update(_scalars(trainer.callback_metrics))
+            summary.update(
+                status="completed",
+                metrics=metrics,
+                best={OPTIMIZED_METRIC: best},
+                best_checkpoint=_best_path(trainer),
+                steps=trainer.global_step,
+                epochs=trainer.current_epoch,
+                duration_s=round(time.time() - started, 3),
+            )
+            _write_summary(run_dir, summary)
+            log.info("outputs in %s", run_dir)
+            print(f"vae-lab train: {summary['status']}; best val/elbo {best:.4f}; outputs in {run_dir}")
+            if stops.received is not None:  # too late to stop this job, but a sweep stops here
+                raise resume.Interrupted(stops.received, trainer.global_step, run_dir, completed=True)
+            return best
+        except resume.Interrupted:
+            raise
+        except BaseException as err:  # noqa: BLE001 - recorded, then re-raised
+            step = max(trainer.global_step if trainer is not None else 0, resume_step)
+            summary.update(steps=step, duration_s=round(time.time() - started, 3))
+            signum = stops.received
+            if signum is None and isinstance(err, KeyboardInterrupt):
+                signum = signal.SIGINT  # raised before the handlers were in place
+            if signum is None:
+                summary.update(status="failed", error=f"{type(err).__name__}: {err}")
+                _write_summary(run_dir, summary)
+                log.info("run failed: %s\n%s", err, traceback.format_exc())  # to train.log only
+                raise
+            interrupted = resume.stopped(signum, step, run_dir, callbacks, since=started)
+            summary.update(
+                status="interrupted",
+                error=signal.Signals(signum).name,
+                checkpoint=str(interrupted.checkpoint) if interrupted.checkpoint else None,
+            )
+            _write_summary(run_dir, summary)
+            log.info("run interrupted: %s\n%s", interrupted, traceback.format_exc())
+            raise interrupted from err
 
 
 def _build(cfg: DictConfig, key: str, prefix: str = "", **kwargs: Any) -> Any:
@@ -162,6 +208,31 @@ def _best_score(trainer: pl.Trainer, metrics: dict[str, float]) -> float:
     if callback is not None and callback.best_model_score is not None:
         return float(callback.best_model_score)
     return metrics.get(OPTIMIZED_METRIC, math.nan)
+
+
+#: The metric columns of TensorBoard's hparams tab: the same keys in every run, so a sweep compares in
+#: one table (a key a run never logs, e.g. test/perplexity on images, is left blank).
+HPARAMS_METRICS: tuple[str, ...] = (
+    "val/elbo", "val/kl", "val/recon", "test/elbo", "test/kl", "test/recon", "test/nll", "test/perplexity",
+    "grad/var/encoder", "grad/var/decoder",
+)
+
+
+def _log_hparams(loggers: list[Any], params: dict[str, Any]) -> None:
+    """Record the flat hyperparameters with every logger. TensorBoard gets an hparams-plugin summary
+    naming :data:`HPARAMS_METRICS` (Lightning's ``log_hyperparams`` writes one only together with
+    placeholder metric values, which would show up as data points)."""
+    from pytorch_lightning.loggers import TensorBoardLogger
+    from torch.utils.tensorboard.summary import hparams
+
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params)  # hparams.yaml
+            writer = logger.experiment._get_file_writer()
+            for summary in hparams(params, dict.fromkeys(HPARAMS_METRICS, math.nan)):
+                writer.add_summary(summary)
+        else:
+            logger.log_hyperparams(params)
 
 
 def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:

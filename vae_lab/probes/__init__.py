@@ -1,4 +1,4 @@
-"""Lightning callbacks that measure without changing training: gradient variance, ..."""
+"""Lightning callbacks that measure without changing training: gradient variance, image grids, ..."""
 
 from vae_lab.probes.grad_variance import (
     GradientMoments,
@@ -6,5 +6,22 @@ from vae_lab.probes.grad_variance import (
     gradient_moments,
     parameter_groups,
 )
+from vae_lab.probes.images import (
+    LatentGridImages,
+    PriorSampleImages,
+    ReconstructionImages,
+    marginal_quantiles,
+    tile_images,
+)
 
-__all__ = ["GradientMoments", "GradientVarianceProbe", "gradient_moments", "parameter_groups"]
+__all__ = [
+    "GradientMoments",
+    "GradientVarianceProbe",
+    "LatentGridImages",
+    "PriorSampleImages",
+    "ReconstructionImages",
+    "gradient_moments",
+    "marginal_quantiles",
+    "parameter_groups",
+    "tile_images",
+]
