@@ -47,6 +47,22 @@ def linear_gaussian_vae(estimator=None) -> tuple[VAE, MultivariateNormal]:
     return vae, marginal
 
 
+def small_vae(**kwargs) -> VAE:
+    """A Gaussian VAE on 4-dimensional Bernoulli data; keyword arguments replace the defaults."""
+    args = dict(
+        posterior=GaussianHead(2),
+        prior=NormalPrior(2),
+        estimator=ReparamEstimator(),
+        encoder=functools.partial(MLP),
+        decoder=functools.partial(MLP),
+        likelihood=Bernoulli(),
+        optimizer=functools.partial(torch.optim.Adam),
+        input_dim=4,
+        latent_dim=2,
+    )
+    return VAE(**{**args, **kwargs})
+
+
 def test_iw_bound_matches_the_exact_log_likelihood_within_its_standard_error():
     vae, marginal = linear_gaussian_vae()
     x = marginal.sample((100,))
@@ -111,34 +127,14 @@ def test_unsupported_estimator_fails_at_construction_with_the_supported_list():
     from vae_lab.model.priors import DirichletPrior
 
     with pytest.raises(ConfigError, match="implicit.*rsvi.*score"):
-        VAE(
-            posterior=DirichletHead(3),
-            prior=DirichletPrior(3),
-            estimator=ReparamEstimator(),
-            encoder=functools.partial(MLP),
-            decoder=functools.partial(MLP),
-            likelihood=Bernoulli(),
-            optimizer=functools.partial(torch.optim.Adam),
-            input_dim=4,
-            latent_dim=3,
-        )
+        small_vae(posterior=DirichletHead(3), prior=DirichletPrior(3), latent_dim=3)
 
 
 def test_bad_learning_rate_fails_at_construction():
     from vae_lab.errors import ConfigError
 
     with pytest.raises(ConfigError, match="optimizer"):
-        VAE(
-            posterior=GaussianHead(2),
-            prior=NormalPrior(2),
-            estimator=ReparamEstimator(),
-            encoder=functools.partial(MLP),
-            decoder=functools.partial(MLP),
-            likelihood=Bernoulli(),
-            optimizer=functools.partial(torch.optim.Adam, lr=-1.0),
-            input_dim=4,
-            latent_dim=2,
-        )
+        small_vae(optimizer=functools.partial(torch.optim.Adam, lr=-1.0))
 
 
 def test_a_non_finite_loss_stops_training_naming_the_step():
@@ -147,3 +143,47 @@ def test_a_non_finite_loss_stops_training_naming_the_step():
         vae.decoder[0].bias.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="step 0"):
         vae.training_step(marginal.sample((4,)), 0)
+
+
+@pytest.mark.parametrize("analytic", [True, False])
+@pytest.mark.parametrize("weight", [0.0, 0.25, 1.0])
+def test_kl_weight_scales_only_the_kl_term_of_the_surrogate(analytic, weight):
+    """With the same random numbers, surrogate(weight) = recon - weight * KL, while the logged ELBO
+    stays the unweighted bound recon - KL."""
+    vae, marginal = linear_gaussian_vae()
+    vae.analytic_kl = analytic
+    x = marginal.sample((8,))
+    torch.manual_seed(5)
+    full = vae.elbo(x)
+    torch.manual_seed(5)
+    weighted = vae.elbo(x, kl_weight=weight)
+    torch.testing.assert_close(weighted["elbo"], full["elbo"])
+    torch.testing.assert_close(weighted["kl"], full["kl"])
+    torch.testing.assert_close(weighted["surrogate"], full["recon"] - weight * full["kl"])
+    # and its gradient is that of recon - weight * KL: with weight 0 the prior term has no pull
+    if analytic:
+        mean_grad = torch.autograd.grad(weighted["surrogate"].sum(), vae.encoder[0].bias)[0]
+        torch.manual_seed(5)
+        recon = vae.elbo(x, kl_weight=0.0)["surrogate"].sum()
+        kl = vae.elbo(x)["kl"].sum()
+        expected = torch.autograd.grad(recon - weight * kl, vae.encoder[0].bias)[0]
+        torch.testing.assert_close(mean_grad, expected)
+
+
+def test_kl_warmup_weight_rises_linearly_to_one():
+    vae, _ = linear_gaussian_vae()
+    assert vae.kl_weight() == 1.0  # no warm-up: the ELBO from the first step
+    vae.kl_warmup_steps = 100
+    steps = {0: 0.0, 25: 0.25, 100: 1.0, 500: 1.0}
+    with pytest.MonkeyPatch.context() as mp:
+        for step, expected in steps.items():
+            mp.setattr(VAE, "global_step", property(lambda self, s=step: s))
+            assert vae.kl_weight() == pytest.approx(expected)
+
+
+def test_kl_warmup_steps_must_be_a_non_negative_integer():
+    from vae_lab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="kl_warmup_steps"):
+        small_vae(kl_warmup_steps=-5)
+    small_vae(kl_warmup_steps=10)  # valid

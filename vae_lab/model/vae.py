@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -32,7 +31,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
 import vae_lab.distributions.kl  # noqa: F401  (registers vae-lab's closed-form KLs)
-from vae_lab.errors import ConfigError, positive_int
+from vae_lab.errors import ConfigError, check, positive_int
 from vae_lab.estimators.base import Estimator
 from vae_lab.model.posteriors import PosteriorHead
 from vae_lab.model.priors import Prior
@@ -54,6 +53,10 @@ class VAE(pl.LightningModule):
         n_samples: Monte Carlo samples per data point in the training objective.
         analytic_kl: use the closed-form KL when one is registered.
         iw_samples, iw_chunk: K and chunk size of the importance-weighted bound ``test/nll``.
+        kl_warmup_steps: deterministic warm-up (Bowman et al. 2016; Sønderby et al. 2016): the training
+            objective weighs the KL term by beta = min(1, step / kl_warmup_steps), which keeps weak
+            latents from collapsing onto the prior early in training. 0 (default) trains on the ELBO
+            itself from the first step. Logged metrics are always the unweighted ELBO.
     """
 
     def __init__(
@@ -71,12 +74,20 @@ class VAE(pl.LightningModule):
         analytic_kl: bool = True,
         iw_samples: int = 100,
         iw_chunk: int = 50,
+        kl_warmup_steps: int = 0,
     ):
         super().__init__()
         positive_int("latent_dim", latent_dim)
         self.n_samples = positive_int("n_samples", n_samples)
         self.iw_samples = positive_int("iw_samples", iw_samples)
         self.iw_chunk = positive_int("iw_chunk", iw_chunk)
+        check(
+            isinstance(kl_warmup_steps, int) and kl_warmup_steps >= 0,
+            "kl_warmup_steps",
+            "an integer >= 0",
+            kl_warmup_steps,
+        )
+        self.kl_warmup_steps = kl_warmup_steps
         if not estimator.supports(posterior.family):
             raise ConfigError("estimator", f"estimators for the {posterior.family} posterior: "
                               f"{_estimators_for(posterior.family)}", type(estimator).__name__)
@@ -118,25 +129,33 @@ class VAE(pl.LightningModule):
         """log p(x|z), shape z.shape[:-1]."""
         return self.likelihood.log_prob(x, self.decoder(self.posterior.decoder_input(z)))
 
-    def elbo(self, x: Tensor, n_samples: int | None = None) -> dict[str, Tensor]:
+    def elbo(self, x: Tensor, n_samples: int | None = None, kl_weight: float = 1.0) -> dict[str, Tensor]:
         """Per-data-point ELBO terms (shape (B,)) and the surrogate whose gradient is the estimator's.
 
-        Returns a dict with ``elbo``, ``recon`` (E_q log p(x|z)), ``kl`` and ``surrogate``.
+        Returns a dict with ``elbo``, ``recon`` (E_q log p(x|z)), ``kl`` and ``surrogate``. The surrogate
+        estimates E_q log p(x|z) - kl_weight * KL (the ELBO at the default weight 1); ``elbo`` is always
+        the unweighted bound.
         """
         q, p = self.q(x), self.prior()
         recon: list[Tensor] = []
+        log_ratio: list[Tensor] = []
 
         def f(z: Tensor) -> Tensor:
             ll = self.log_likelihood(x, z)
             recon.append(ll)
-            return ll if self.analytic_kl else ll + p.log_prob(z) - q.log_prob(z)
+            if self.analytic_kl:
+                return ll
+            log_ratio.append(p.log_prob(z) - q.log_prob(z))
+            return ll + kl_weight * log_ratio[-1]
 
         est = self.estimator(q, f, n_samples or self.n_samples)
-        value, surrogate, rec = est.value.mean(0), est.surrogate.mean(0), recon[-1].mean(0)
+        surrogate, rec = est.surrogate.mean(0), recon[-1].mean(0)
         if self.analytic_kl:
             kl = kl_divergence(q, p)
-            return {"elbo": value - kl, "recon": rec, "kl": kl, "surrogate": surrogate - kl}
-        return {"elbo": value, "recon": rec, "kl": rec - value, "surrogate": surrogate}
+            return {"elbo": rec - kl, "recon": rec, "kl": kl, "surrogate": surrogate - kl_weight * kl}
+        # f(z) = log p(x|z) + kl_weight * log p(z)/q(z|x); the bound itself is at weight 1
+        elbo = est.value.mean(0) if kl_weight == 1.0 else rec + log_ratio[-1].mean(0)
+        return {"elbo": elbo, "recon": rec, "kl": rec - elbo, "surrogate": surrogate}
 
     @torch.no_grad()
     def iw_log_likelihood(self, x: Tensor, k: int | None = None, chunk: int | None = None) -> Tensor:
@@ -157,13 +176,19 @@ class VAE(pl.LightningModule):
 
     # -- Lightning hooks -------------------------------------------------------------------------
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
-        terms = self.elbo(x)
+        terms = self.elbo(x, kl_weight=self.kl_weight())
         loss = -terms["surrogate"].mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}")
         if self._is_logging_step():
             self._log_terms("train", terms, x.shape[0], on_step=True)
         return loss
+
+    def kl_weight(self) -> float:
+        """beta of the KL warm-up at the current optimizer step (1.0 without warm-up)."""
+        if self.kl_warmup_steps <= 0:
+            return 1.0
+        return min(1.0, self.global_step / self.kl_warmup_steps)
 
     def _is_logging_step(self) -> bool:
         """Whether the loggers will write this step's metrics (every ``trainer.log_every_n_steps``).
@@ -223,7 +248,9 @@ class VAE(pl.LightningModule):
         if documents > 0:
             self.log(f"{split}/perplexity", (total / documents).exp())
 
-    def _log_terms(self, split: str, terms: dict[str, Tensor], batch_size: int, on_step: bool = False) -> None:
+    def _log_terms(
+        self, split: str, terms: dict[str, Tensor], batch_size: int, on_step: bool = False
+    ) -> None:
         for name in ("elbo", "recon", "kl"):
             self.log(f"{split}/{name}", terms[name].detach().mean(), batch_size=batch_size, on_step=on_step,
                      on_epoch=not on_step, prog_bar=name == "elbo")
