@@ -37,7 +37,7 @@ import yaml
 # Overrides that do not define an experimental condition: jobs that differ only in these share a group.
 # `seed` is what the statistics run over; the others change where files go, how many threads or processes
 # run, or what is shown while running, never the numbers.
-IGNORED_KEYS: tuple[str, ...] = ("seed", "threads", "hydra", "paths", "callbacks.progress_bar",
+IGNORED_KEYS: tuple[str, ...] = ("seed", "resume", "threads", "hydra", "paths", "callbacks.progress_bar",
                                  "trainer.enable_progress_bar")
 COMPLETED = "completed"
 UNFINISHED_STATUSES = ("running", "interrupted", "missing")  # "missing": no summary.json (yet)
@@ -479,7 +479,8 @@ def plot_grad_variance(sweep: Sweep, path: Path) -> bool:
     (estimator, family, ...), log scale."""
     names = sorted(m for m in sweep.curves["metric"].unique() if GRAD_VAR.match(str(m)))
     series = {m: _group_curves(sweep, m) for m in names}
-    names = [m for m in names if series[m]]
+    # a group with no positive variance (e.g. a frozen prior) has nothing to draw on a log scale
+    names = [m for m in names if any((stats["mean"] > 0).any() for _, stats in series[m])]
     if not names:
         return False
     plt = _pyplot()
