@@ -7,7 +7,7 @@ ARGS ?=
 # pytest workers; torch uses one thread per worker (tests/conftest.py)
 TEST_WORKERS ?= 2
 
-.PHONY: install dev train test bench tensorboard lint clean
+.PHONY: install dev train test bench tensorboard lint clean reproduce-vae-mnist reproduce-lda reproduce-toy-variance
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,34 @@ tensorboard: install
 
 lint: dev
 	$(VENV)/bin/ruff check vae_lab tests benchmarks
+
+# Reproductions of Figurnov, Mohamed & Mnih (2018), "Implicit Reparameterization Gradients" (README:
+# "Reproducing Figurnov et al. 2018"). Long: hours to days on CPU. ARGS adds overrides to every job
+# (ARGS="trainer.max_epochs=2" for a short budget, ARGS="trainer=gpu"), SEEDS sets the seeds and
+# REPRO_DIR where the sweeps go. Each target runs all its sweeps, then `vae-lab report`, and fails at the
+# end if any job failed (the report lists them).
+SEEDS ?= 0,1,2
+REPRO_DIR ?= outputs/reproduce/$(shell date +%Y-%m-%d/%H-%M-%S)
+REPRO_DIR := $(REPRO_DIR)
+VAE_LAB := $(VENV)/bin/vae-lab
+SWEEP := $(VAE_LAB) train -m hydra/launcher=joblib
+
+reproduce-vae-mnist: install
+	@status=0; \
+	$(SWEEP) hydra.sweep.dir=$(REPRO_DIR)/vae_mnist experiment=figurnov2018/vae_mnist posterior=gaussian,gamma,beta,vonmises model.latent_dim=2,3,5,10 seed=$(SEEDS) $(ARGS) || status=1; \
+	$(VAE_LAB) report $(REPRO_DIR)/vae_mnist || status=1; \
+	exit $$status
+
+reproduce-lda: install
+	@status=0; \
+	$(SWEEP) hydra.sweep.dir=$(REPRO_DIR)/lda_20news/implicit experiment=figurnov2018/lda_20news estimator=implicit seed=$(SEEDS) $(ARGS) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$(REPRO_DIR)/lda_20news/rsvi experiment=figurnov2018/lda_20news estimator=rsvi estimator.B=1,5,10,20 seed=$(SEEDS) $(ARGS) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$(REPRO_DIR)/lda_20news/score experiment=figurnov2018/lda_20news estimator=score seed=$(SEEDS) $(ARGS) || status=1; \
+	$(VAE_LAB) report $(REPRO_DIR)/lda_20news/implicit $(REPRO_DIR)/lda_20news/rsvi $(REPRO_DIR)/lda_20news/score --out $(REPRO_DIR)/lda_20news || status=1; \
+	exit $$status
+
+reproduce-toy-variance: install
+	$(VAE_LAB) variance hydra.run.dir=$(REPRO_DIR)/toy_variance experiment=figurnov2018/toy_variance $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache build dist *.egg-info
