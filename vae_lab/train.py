@@ -51,6 +51,13 @@ def train(cfg: DictConfig) -> float:
     directory is not trained again (its best ``val/elbo`` is returned); any other continues from its
     newest checkpoint, its logs trimmed to that checkpoint.
     """
+    command = cfg.get("preset_for", "train")  # set by presets of other commands (toy_variance)
+    check(
+        command == "train",
+        "experiment",
+        f"a preset for `vae-lab train`; this one is for `vae-lab {command}`",
+        HydraConfig.get().runtime.choices.get("experiment") if HydraConfig.initialized() else None,
+    )
     run_dir = Path(cfg.paths.output_dir)
     resuming = cfg.get("resume") not in (None, False)
     if resuming and (previous := resume.completed_run(run_dir, _overrides())) is not None:

@@ -187,3 +187,29 @@ def test_kl_warmup_steps_must_be_a_non_negative_integer():
     with pytest.raises(ConfigError, match="kl_warmup_steps"):
         small_vae(kl_warmup_steps=-5)
     small_vae(kl_warmup_steps=10)  # valid
+
+
+@pytest.mark.parametrize("prior_name", ["GammaPrior", "CircularUniformPrior", "UnitUniformPrior"])
+def test_a_prior_that_does_not_cover_the_posterior_fails_at_construction(prior_name):
+    from vae_lab.errors import ConfigError
+    from vae_lab.model import priors
+
+    with pytest.raises(ConfigError, match=f"prior: {prior_name} does not cover .* gaussian posterior"):
+        small_vae(prior=getattr(priors, prior_name)(2))
+
+
+def test_matching_pairs_pass_the_support_check_without_touching_the_global_random_stream():
+    from vae_lab.model.posteriors import BetaHead, GammaHead, VonMisesHead
+    from vae_lab.model.priors import CircularUniformPrior, GammaPrior, UnitUniformPrior
+
+    models = [
+        small_vae(posterior=VonMisesHead(2), prior=CircularUniformPrior(2), estimator=ImplicitEstimator()),
+        small_vae(posterior=GammaHead(2), prior=GammaPrior(2), estimator=ImplicitEstimator()),
+        small_vae(posterior=BetaHead(2), prior=UnitUniformPrior(2), estimator=ImplicitEstimator()),
+    ]
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    for model in models:
+        model._check_prior_support()
+    torch.testing.assert_close(torch.rand(3), expected)

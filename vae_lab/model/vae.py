@@ -107,11 +107,32 @@ class VAE(pl.LightningModule):
         self.prior_freeze_steps = int(getattr(prior, "freeze_steps", 0) or 0)
         self.optimizer_factory = optimizer
         _check_optimizer(optimizer)
+        self._check_prior_support()
         self.analytic_kl = bool(analytic_kl) and self._kl_is_registered()
         if analytic_kl and not self.analytic_kl:
             log.warning("no closed-form KL for this posterior/prior pair: using a Monte Carlo estimate")
 
     # -- the objective ---------------------------------------------------------------------------
+    def _check_prior_support(self) -> None:
+        """Fail at construction when posterior samples fall outside the prior's support (e.g. a Gaussian
+        posterior with a Gamma prior), where the KL would otherwise come out as NaN mid-training."""
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):  # leaves the seeded RNG stream alone
+            torch.manual_seed(0)
+            # posteriors over a spread of encoder outputs, so that a Gaussian's samples leave [-pi, pi)
+            q = self.posterior(3.0 * torch.randn(64, self.posterior.param_dim))
+            p, z = self.prior(), q.sample((4,))
+            try:
+                covered = bool(p.support.check(z).all()) and bool(torch.isfinite(p.log_prob(z)).all())
+            except ValueError:  # log_prob validating its argument
+                covered = False
+        if not covered:
+            raise ConfigError(
+                "prior", "", None,
+                detail=f"prior: {type(self.prior).__name__} does not cover the support of the "
+                f"{self.posterior.family} posterior (its samples lie outside the prior's support); use "
+                f"prior=natural, the posterior's own prior",
+            )
+
     def _kl_is_registered(self) -> bool:
         with torch.no_grad():
             q = self.posterior(torch.zeros(1, self.posterior.param_dim))
