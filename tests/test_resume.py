@@ -184,6 +184,28 @@ def test_sigint_at_an_epoch_boundary_stops_cleanly_and_resumes_exactly(cli, refe
     assert summary(run_dir)["metrics"] == summary(reference)["metrics"]
 
 
+
+def test_resume_at_an_epoch_cut_short_by_limit_train_batches_is_exact(cli, tmp_path):
+    """An epoch that ends at trainer.limit_train_batches (4 of 7 batches) is finished: the resumed run
+    starts the next epoch with a fresh shuffle, as the uninterrupted run does."""
+    from conftest import run_cli
+
+    limited = ["trainer.max_epochs=3", "+trainer.limit_train_batches=4"]
+    reference_dir = tmp_path / "reference"
+    reference_dir.mkdir()
+    done = run_cli(["train", *TINY, *limited, "+callbacks.kill.step=-1"], reference_dir, env=ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reference = only_run_dir(reference_dir)
+
+    stopped = cli("train", *TINY, *limited, "+callbacks.kill.step=4", env=ENV)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert summary(only_run_dir(cli.cwd))["steps"] == 4
+    resumed = cli("train", *TINY, *limited, "+callbacks.kill.step=4", "resume=true", env=ENV)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run_dir = only_run_dir(cli.cwd)
+    assert (run_dir / "metrics.csv").read_bytes() == (reference / "metrics.csv").read_bytes()
+    assert summary(run_dir)["metrics"] == summary(reference)["metrics"]
+
 # -- nothing to resume -----------------------------------------------------------------------------
 def test_resume_with_nothing_to_resume_fails_with_one_line(cli):
     proc = cli("train", *TINY, "+callbacks.kill.step=5", "resume=true", env=ENV)

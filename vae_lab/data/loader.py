@@ -129,8 +129,11 @@ class TensorBatches:
                 yield x
 
     # resumable state ----------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        if self._position >= len(self):  # epoch finished: the next one starts from the current state
+    def state_dict(self, batches_per_epoch: float | None = None) -> dict[str, Any]:
+        """The generators and the position in the epoch. ``batches_per_epoch`` is where the trainer ends
+        an epoch when that is before the last batch (``trainer.limit_train_batches``)."""
+        end = len(self) if batches_per_epoch is None else min(len(self), batches_per_epoch)
+        if self._position >= end:  # epoch finished: the next one starts from the current state
             generator, transform_generator = self._generator_states()
             position = 0
         else:
@@ -270,7 +273,9 @@ class InMemoryDataModule(pl.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         if self._train_batches is None:
             return {}
-        return {"train_batches": self._train_batches.state_dict()}
+        trainer = self.trainer
+        batches_per_epoch = getattr(trainer, "num_training_batches", None) if trainer is not None else None
+        return {"train_batches": self._train_batches.state_dict(batches_per_epoch)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending_train_state = state_dict.get("train_batches")
