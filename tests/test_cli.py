@@ -111,8 +111,8 @@ def test_default_gaussian_vae_reaches_the_measured_test_elbo(trained_run: Path):
 def test_multirun_with_joblib_gives_distinct_job_directories(cli):
     proc = cli(
         "train",
-        "-m",
         "hydra/launcher=joblib",
+        "-m",  # a flag between overrides is fine (plain Hydra's argparse would refuse it)
         "hydra.launcher.n_jobs=2",
         "seed=0,1",
         "+debug=fast",

@@ -127,6 +127,7 @@ def _run_train(args: list[str]) -> int:
     flags, overrides = _split_flags(args)
     multirun = "-m" in flags or "--multirun" in flags
     _Continue.args, _Continue.multirun = args, multirun
+    hydra_args = [*flags, *overrides]  # flags first: argparse takes the overrides as one run of positionals
     if not _INFO_FLAGS.intersection(flags):
         error = _preflight(overrides)
         if error:
@@ -145,11 +146,11 @@ def _run_train(args: list[str]) -> int:
             if error:
                 print(f"vae-lab train: error: {resume.KEY}: {error}", file=sys.stderr)
                 return 2
-        if resumed:  # flags first: argparse takes the overrides as one run of positionals
-            args = [*flags, *overrides, *resumed]
+        if resumed:
+            hydra_args = [*flags, *overrides, *resumed]
     SweepStatus.failed = SweepStatus.total = 0
     try:
-        code = _invoke_hydra(_train_task, ["vae-lab train", *args])
+        code = _invoke_hydra(_train_task, ["vae-lab train", *hydra_args])
     except KeyboardInterrupt:  # Ctrl-C before a job had its own handlers (torch still importing)
         print("vae-lab train: interrupted while starting a job", file=sys.stderr)
         return 128 + signal.SIGINT
