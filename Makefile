@@ -56,7 +56,7 @@ SWEEP := $(VAE_LAB) train -m hydra/launcher=joblib
 reproduce-vae-mnist: install
 	@status=0; \
 	$(SWEEP) hydra.sweep.dir=$(REPRO_DIR)/vae_mnist experiment=figurnov2018/vae_mnist posterior=gaussian,gamma,beta,vonmises model.latent_dim=2,3,5,10 seed=$(SEEDS) $(ARGS) || status=1; \
-	$(VAE_LAB) report $(REPRO_DIR)/vae_mnist || status=1; \
+	$(VAE_LAB) report $(REPRO_DIR)/vae_mnist --columns model.latent_dim || status=1; \
 	exit $$status
 
 reproduce-lda: install

@@ -176,7 +176,8 @@ def test_make_reproduce_vae_mnist_composes(tmp_path):
         "seed=0,1",
     ):
         assert sweep in overrides
-    assert report[1:] == [_sweep_dir(overrides)] and _sweep_dir(overrides).startswith(str(tmp_path))
+    assert report[1:] == [_sweep_dir(overrides), "--columns", "model.latent_dim"]
+    assert _sweep_dir(overrides).startswith(str(tmp_path))
 
 
 def test_make_reproduce_lda_composes(tmp_path):

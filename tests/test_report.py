@@ -205,3 +205,26 @@ def test_several_dirs_and_a_single_run_dir(tmp_path, capsys):
     # a stale report does not confuse the next one: summary.csv / summary.md are not jobs
     assert report.main([str(tmp_path), "--no-plots"]) == 0
     assert "2 jobs in 1 group: 2 completed" in capsys.readouterr().out
+
+
+def test_columns_gives_a_two_way_table_in_natural_order(tmp_path, capsys):
+    nll = {("gaussian", 2): [136.0, 138.0], ("gaussian", 10): [96.0], ("vonmises", 2): [135.0, 134.0],
+           ("vonmises", 10): [108.0]}
+    for (posterior, dim), values in nll.items():
+        for seed, value in enumerate(values):
+            make_job(tmp_path / "sweep", f"{posterior}-{dim}-{seed}",
+                     [f"posterior={posterior}", f"model.latent_dim={dim}", f"seed={seed}"],
+                     metrics={"test/nll": value})
+    assert report.main([str(tmp_path / "sweep"), "--no-plots", "--metric", "test/nll",
+                        "--columns", "model.latent_dim"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("test/nll by model.latent_dim"):].splitlines()
+    assert table[2] == "| posterior | model.latent_dim=2 | model.latent_dim=10 |"  # 2 before 10
+    assert table[4] == "| posterior=gaussian | 137 ± 1.4 (2) | **96** |"
+    assert table[5] == "| posterior=vonmises | **134.5 ± 0.71 (2)** | 108 |"
+    assert "test/nll by model.latent_dim" in (tmp_path / "sweep" / "summary.md").read_text()
+
+    assert report.main([str(tmp_path / "sweep"), "--no-plots", "--columns", "seed"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["vae-lab report: error: --columns seed: not an override that varies between groups; "
+                   "choose from: model.latent_dim, posterior"]

@@ -377,6 +377,47 @@ def markdown_table(table: pd.DataFrame, sweep: Sweep, metrics: Sequence[str]) ->
     return "\n".join(lines)
 
 
+def _check_columns(sweep: Sweep, column: str) -> None:
+    if column not in sweep.keys:
+        raise ReportError(f"--columns {column}: not an override that varies between groups; choose from: "
+                          f"{', '.join(sweep.keys) or '(none: a single group)'}")
+
+
+def pivot_table(table: pd.DataFrame, sweep: Sweep, metric: str, column: str) -> str:
+    """``metric`` as a two-way markdown table: one column per value of the override ``column`` (in
+    natural order: 2, 3, 5, 10), one row per combination of the other group keys; cells mean ± sd
+    over seeds, the best of each column in bold. E.g. posterior x model.latent_dim for test/nll."""
+    _check_columns(sweep, column)
+    rows_keys = [k for k in sweep.keys if k != column]
+    values = sorted(table[column].unique(), key=_natural_value)
+    labels = list(dict.fromkeys(" ".join(f"{k}={r[k]}" for k in rows_keys if r[k] != "") or "(all)"
+                                for _, r in table.iterrows()))
+    cells: dict[tuple[str, Any], tuple[float, float, int]] = {}
+    for _, r in table.iterrows():
+        label = " ".join(f"{k}={r[k]}" for k in rows_keys if r[k] != "") or "(all)"
+        cells[label, r[column]] = (r[f"{metric}_mean"], r[f"{metric}_std"], r["n"])
+    sign = _direction(metric)
+    best = {}
+    for v in values:
+        means = [cells[lb, v][0] for lb in labels if (lb, v) in cells and np.isfinite(cells[lb, v][0])]
+        if sign and len(set(means)) > 1:
+            best[v] = max(means) if sign > 0 else min(means)
+    lines = [f"{metric} by {column} (mean ± sd over seeds, n in brackets where it is not 1)", "",
+             "| " + " | ".join([" ".join(rows_keys) or "group", *(f"{column}={v}" for v in values)]) + " |",
+             "|" + "|".join("---" for _ in range(len(values) + 1)) + "|"]
+    for lb in labels:
+        row = [lb]
+        for v in values:
+            if (lb, v) not in cells:
+                row.append("")
+                continue
+            mean, std, n = cells[lb, v]
+            text = format_mean_std(mean, std) + (f" ({n})" if n != 1 else "")
+            row.append(f"**{text}**" if v in best and mean == best[v] else text)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+    return "\n".join(lines)
+
+
 def _job_line(row: pd.Series, sweep: Sweep) -> str:
     what = " ".join(f"{k}={row[k]}" for k in sweep.keys if row[k] != "")
     seed = f" seed={row['seed']}" if row.get("seed") is not None and row["seed"] == row["seed"] else ""
@@ -390,7 +431,7 @@ def _job_line(row: pd.Series, sweep: Sweep) -> str:
 
 
 def markdown_report(sweep: Sweep, table: pd.DataFrame, metrics: Sequence[str], dirs: Sequence[str],
-                    plots: Sequence[str] = ()) -> str:
+                    plots: Sequence[str] = (), columns: str | None = None) -> str:
     counts = sweep.jobs["outcome"].value_counts()
     n_jobs, n_groups = len(sweep.jobs), len(table)
     lines = [
@@ -408,6 +449,9 @@ def markdown_report(sweep: Sweep, table: pd.DataFrame, metrics: Sequence[str], d
     if sweep.common:
         lines += ["", "Common to all jobs: " + " ".join(f"`{k}={v}`" for k, v in sweep.common.items())]
     lines += ["", markdown_table(table, sweep, metrics) if metrics or len(table) else "(no groups)"]
+    if columns:
+        for m in metrics:
+            lines += ["", pivot_table(table, sweep, m, columns)]
     for outcome, title in (("failed", "Failed jobs"), ("unfinished", "Unfinished jobs")):
         bad = sweep.jobs[sweep.jobs["outcome"] == outcome]
         if len(bad):
@@ -537,10 +581,14 @@ class Report:
 
 
 def write_report(dirs: Sequence[str], out: str | os.PathLike | None = None,
-                 metrics: Sequence[str] | None = None, plots: bool = True) -> Report:
+                 metrics: Sequence[str] | None = None, plots: bool = True,
+                 columns: str | None = None) -> Report:
     """Load the jobs under ``dirs``, write summary.csv, jobs.csv, summary.md (and the plots) into ``out``
-    (default: the first DIR)."""
+    (default: the first DIR). ``columns``: also a two-way table per metric with one column per value of
+    that override (:func:`pivot_table`)."""
     sweep = load(dirs)
+    if columns:
+        _check_columns(sweep, columns)
     if metrics:
         unknown = [m for m in metrics if m not in sweep.metric_names]
         if unknown and sweep.metric_names:
@@ -565,7 +613,7 @@ def write_report(dirs: Sequence[str], out: str | os.PathLike | None = None,
             made.append("grad_variance.png")
         if plot_final(sweep, table, metrics, out_dir / "final.png"):
             made.append("final.png")
-    markdown = markdown_report(sweep, table, metrics, [str(d) for d in dirs], made)
+    markdown = markdown_report(sweep, table, metrics, [str(d) for d in dirs], made, columns)
     (out_dir / "summary.md").write_text(markdown)
     written += ["summary.md", *made]
     return Report(sweep=sweep, table=table, metrics=metrics, markdown=markdown, out=out_dir, written=written)
@@ -596,6 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a final metric to tabulate (repeatable), e.g. test/elbo, best/val/elbo, "
                         "grad/var/encoder; default: see below")
     parser.add_argument("--no-plots", action="store_true", help="write the tables only")
+    parser.add_argument("--columns", metavar="KEY",
+                        help="also tabulate each metric two-way, one column per value of this override "
+                        "(e.g. model.latent_dim), one row per value of the others")
     return parser
 
 
@@ -606,7 +657,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
     try:
-        report = write_report(args.dirs, args.out, args.metrics, plots=not args.no_plots)
+        report = write_report(args.dirs, args.out, args.metrics, plots=not args.no_plots,
+                              columns=args.columns)
     except ReportError as err:
         print(f"vae-lab report: error: {err}", file=sys.stderr)
         return 2
