@@ -19,6 +19,8 @@ from vae_lab.errors import check, positive_float, positive_int
 
 class PosteriorHead(nn.Module):
     family: str = ""
+    #: encoder outputs per latent dimension (e.g. 2 for a location and a scale)
+    outputs_per_dim: int = 1
 
     def __init__(self, latent_dim: int):
         super().__init__()
@@ -27,7 +29,7 @@ class PosteriorHead(nn.Module):
     @property
     def param_dim(self) -> int:
         """Number of encoder outputs the head consumes."""
-        return self.latent_dim
+        return self.outputs_per_dim * self.latent_dim
 
     @property
     def decoder_dim(self) -> int:
@@ -55,14 +57,11 @@ class GaussianHead(PosteriorHead):
     """q(z|x) = N(mu, diag(sigma^2)), sigma = softplus(s) + min_scale."""
 
     family = "gaussian"
+    outputs_per_dim = 2
 
     def __init__(self, latent_dim: int, min_scale: float = 1e-4):
         super().__init__(latent_dim)
         self.min_scale = positive_float("min_scale", min_scale)
-
-    @property
-    def param_dim(self) -> int:
-        return 2 * self.latent_dim
 
     def forward(self, params: Tensor) -> Distribution:
         loc, raw = params.chunk(2, dim=-1)
@@ -77,15 +76,12 @@ class VonMisesHead(PosteriorHead):
     """
 
     family = "vonmises"
+    outputs_per_dim = 3
 
     def __init__(self, latent_dim: int, min_concentration: float = 1e-3, max_concentration: float = 1e3):
         super().__init__(latent_dim)
         _check_range(min_concentration, max_concentration, "min_concentration", "max_concentration")
         self.min_concentration, self.max_concentration = float(min_concentration), float(max_concentration)
-
-    @property
-    def param_dim(self) -> int:
-        return 3 * self.latent_dim
 
     @property
     def decoder_dim(self) -> int:
@@ -126,6 +122,7 @@ class GammaHead(PosteriorHead):
     """
 
     family = "gamma"
+    outputs_per_dim = 2
 
     def __init__(
         self,
@@ -140,10 +137,6 @@ class GammaHead(PosteriorHead):
         _check_range(min_rate, max_rate, "min_rate", "max_rate")
         self.min_concentration, self.max_concentration = float(min_concentration), float(max_concentration)
         self.min_rate, self.max_rate = float(min_rate), float(max_rate)
-
-    @property
-    def param_dim(self) -> int:
-        return 2 * self.latent_dim
 
     def forward(self, params: Tensor) -> Distribution:
         a, b = params.chunk(2, dim=-1)
@@ -161,15 +154,12 @@ class BetaHead(PosteriorHead):
     """
 
     family = "beta"
+    outputs_per_dim = 2
 
     def __init__(self, latent_dim: int, min_concentration: float = 1e-3, max_concentration: float = 1e3):
         super().__init__(latent_dim)
         _check_range(min_concentration, max_concentration, "min_concentration", "max_concentration")
         self.min_concentration, self.max_concentration = float(min_concentration), float(max_concentration)
-
-    @property
-    def param_dim(self) -> int:
-        return 2 * self.latent_dim
 
     def forward(self, params: Tensor) -> Distribution:
         a, b = params.chunk(2, dim=-1)
