@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab import resume
 from vae_lab.config import CONF_DIR, group_options
+from vae_lab.rundir import read_summary
 
 log = logging.getLogger("vae_lab.cli")
 
@@ -200,7 +201,7 @@ def _resume_args(overrides: list[str], multirun: bool) -> list[str] | str:
     else:
         found = resume.find_run(given) if where is None else resume.check_run(where, given)
         if found.completed:
-            best = ((resume.read_summary(found.path) or {}).get("best") or {}).get("val/elbo")
+            best = ((read_summary(found.path) or {}).get("best") or {}).get("val/elbo")
             score = f"best val/elbo {best:.4f}; " if isinstance(best, (int, float)) else ""
             return f"{found.path} completed already; {score}nothing to resume"
     extra = [] if explicit is not None else [f"{dir_key}={_hydra_value(found.path)}"]

@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from vae_lab.rundir import run_overrides
+
 # Overrides that do not define an experimental condition: jobs that differ only in these share a group.
 # `seed` is what the statistics run over; the others change where files go, how many threads or processes
 # run, or what is shown while running, never the numbers.
@@ -143,18 +145,7 @@ def read_job(path: Path) -> tuple[dict[str, Any], dict[str, str], pd.DataFrame]:
     else:
         record["error"] = "no summary.json"
 
-    overrides_list: list[str] | None = None
-    overrides_path = path / ".hydra" / "overrides.yaml"
-    if overrides_path.is_file():
-        try:
-            overrides_list = yaml.safe_load(overrides_path.read_text()) or []
-        except (OSError, yaml.YAMLError):
-            overrides_list = None
-        if not isinstance(overrides_list, list):
-            overrides_list = None
-    if overrides_list is None:
-        overrides_list = summary.get("overrides") if isinstance(summary.get("overrides"), list) else []
-    overrides = dict(parse_override(o) for o in overrides_list)
+    overrides = dict(parse_override(o) for o in run_overrides(path) or [])
     record["seed"] = _seed(path, overrides)
 
     curves = _read_curves(path)

@@ -13,7 +13,6 @@ settle ``resume=`` before anything trains, and its error paths stay quick.
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import signal
@@ -27,6 +26,8 @@ from typing import Any
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
+
+from vae_lab.rundir import read_summary, run_overrides
 
 log = logging.getLogger("vae_lab.resume")
 
@@ -164,24 +165,6 @@ def canonical(overrides: Iterable[str]) -> list[tuple[str, ...]]:
             value = override.get_value_element_as_str()
         result.append((override.type.name, override.key_or_group, override.package or "", value))
     return sorted(result)
-
-
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """A run's summary.json, or None where it is missing or unreadable."""
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return summary if isinstance(summary, dict) else None
-
-
-def run_overrides(run_dir: Path) -> list[str] | None:
-    """The task overrides a run was started with: Hydra's ``.hydra/overrides.yaml``, else summary.json's."""
-    try:
-        overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        overrides = (read_summary(run_dir) or {}).get("overrides")
-    return [str(o) for o in overrides] if isinstance(overrides, list) else None
 
 
 def sweep_overrides(sweep_dir: Path) -> list[str] | None:

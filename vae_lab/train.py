@@ -7,7 +7,6 @@ continues the run already in its directory (:mod:`vae_lab.resume`).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -29,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 import vae_lab.config  # noqa: F401  (registers the resolvers a job needs, also in launcher workers)
 from vae_lab import resume
 from vae_lab.errors import ConfigError, check
+from vae_lab.rundir import write_summary
 
 log = logging.getLogger("vae_lab.train")
 
@@ -67,7 +67,7 @@ def train(cfg: DictConfig) -> float:
         return best
     started = time.time()
     summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "overrides": _overrides()}
-    _write_summary(run_dir, summary)
+    write_summary(run_dir, summary)
     trainer: pl.Trainer | None = None
     callbacks: list[Any] = []
     resume_step = 0
@@ -124,7 +124,7 @@ def train(cfg: DictConfig) -> float:
                 epochs=trainer.current_epoch,
                 duration_s=round(time.time() - started, 3),
             )
-            _write_summary(run_dir, summary)
+            write_summary(run_dir, summary)
             log.info("outputs in %s", run_dir)
             print(f"vae-lab train: {summary['status']}; best val/elbo {best:.4f}; outputs in {run_dir}")
             if stops.received is not None:  # too late to stop this job, but a sweep stops here
@@ -140,7 +140,7 @@ def train(cfg: DictConfig) -> float:
                 signum = signal.SIGINT  # raised before the handlers were in place
             if signum is None:
                 summary.update(status="failed", error=f"{type(err).__name__}: {err}")
-                _write_summary(run_dir, summary)
+                write_summary(run_dir, summary)
                 log.info("run failed: %s\n%s", err, traceback.format_exc())  # to train.log only
                 raise
             interrupted = resume.stopped(signum, step, run_dir, callbacks, since=started)
@@ -149,7 +149,7 @@ def train(cfg: DictConfig) -> float:
                 error=signal.Signals(signum).name,
                 checkpoint=str(interrupted.checkpoint) if interrupted.checkpoint else None,
             )
-            _write_summary(run_dir, summary)
+            write_summary(run_dir, summary)
             log.info("run interrupted: %s\n%s", interrupted, traceback.format_exc())
             raise interrupted from err
 
@@ -295,10 +295,3 @@ def _set_threads(threads: int | None) -> None:
     except ValueError:  # not inside a Hydra job
         pass
     torch.set_num_threads(limit)
-
-
-def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    tmp.replace(run_dir / "summary.json")
