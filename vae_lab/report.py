@@ -381,12 +381,11 @@ def pivot_table(table: pd.DataFrame, sweep: Sweep, metric: str, column: str) -> 
     _check_columns(sweep, column)
     rows_keys = [k for k in sweep.keys if k != column]
     values = sorted(table[column].unique(), key=_natural_value)
-    labels = list(dict.fromkeys(" ".join(f"{k}={r[k]}" for k in rows_keys if r[k] != "") or "(all)"
-                                for _, r in table.iterrows()))
     cells: dict[tuple[str, Any], tuple[float, float, int]] = {}
     for _, r in table.iterrows():
         label = " ".join(f"{k}={r[k]}" for k in rows_keys if r[k] != "") or "(all)"
         cells[label, r[column]] = (r[f"{metric}_mean"], r[f"{metric}_std"], r["n"])
+    labels = list(dict.fromkeys(label for label, _ in cells))
     sign = _direction(metric)
     best = {}
     for v in values:

@@ -233,13 +233,11 @@ def _log_hparams(loggers: list[Any], params: dict[str, Any]) -> None:
     from torch.utils.tensorboard.summary import hparams
 
     for logger in loggers:
+        logger.log_hyperparams(params)  # hparams.yaml
         if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(params)  # hparams.yaml
             writer = logger.experiment._get_file_writer()
             for summary in hparams(params, dict.fromkeys(HPARAMS_METRICS, math.nan)):
                 writer.add_summary(summary)
-        else:
-            logger.log_hyperparams(params)
 
 
 def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
