@@ -51,3 +51,32 @@ def cli(tmp_path):
 
     _run.cwd = tmp_path
     return _run
+
+
+def tiny_vae(**kwargs):
+    """A small VAE built directly (no Hydra), seeded: 2-D Gaussian latents, implicit gradients, 8-unit
+    MLPs, Bernoulli data of dimension 6. Keyword arguments replace any of these; ``latent_dim`` follows
+    the posterior."""
+    import functools
+
+    from vae_lab.estimators import ImplicitEstimator
+    from vae_lab.model.likelihoods import Bernoulli
+    from vae_lab.model.networks import MLP
+    from vae_lab.model.posteriors import GaussianHead
+    from vae_lab.model.priors import NormalPrior
+    from vae_lab.model.vae import VAE
+
+    args = dict(
+        posterior=GaussianHead(2),
+        prior=NormalPrior(2),
+        estimator=ImplicitEstimator(),
+        encoder=functools.partial(MLP, hidden=[8]),
+        decoder=functools.partial(MLP, hidden=[8]),
+        likelihood=Bernoulli(),
+        optimizer=functools.partial(torch.optim.Adam),
+        input_dim=6,
+    )
+    args.update(kwargs)
+    args.setdefault("latent_dim", args["posterior"].latent_dim)
+    torch.manual_seed(0)
+    return VAE(**args)

@@ -7,7 +7,6 @@ errors, finite with finite gradients over the heads' clipping range, float32 clo
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -17,9 +16,6 @@ import torch
 from torch.distributions import Beta, Gamma, Independent, Uniform, kl_divergence
 
 from vae_lab.errors import ConfigError
-from vae_lab.estimators import ImplicitEstimator
-from vae_lab.model.likelihoods import Bernoulli
-from vae_lab.model.networks import MLP
 from vae_lab.model.posteriors import BetaHead, GammaHead
 from vae_lab.model.priors import GammaPrior, UnitUniformPrior
 from vae_lab.model.vae import VAE
@@ -156,19 +152,9 @@ def test_the_vae_uses_the_closed_form_kl_and_it_agrees_with_monte_carlo(family):
     head, prior = _head_and_prior(family, torch.float32)
 
     def build(analytic_kl: bool) -> VAE:
-        torch.manual_seed(0)
-        return VAE(
-            posterior=head,
-            prior=prior,
-            estimator=ImplicitEstimator(),
-            encoder=functools.partial(MLP, hidden=[8]),
-            decoder=functools.partial(MLP, hidden=[8]),
-            likelihood=Bernoulli(),
-            optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
-            input_dim=6,
-            latent_dim=D,
-            analytic_kl=analytic_kl,
-        ).double()
+        from conftest import tiny_vae
+
+        return tiny_vae(posterior=head, prior=prior, analytic_kl=analytic_kl).double()
 
     analytic, monte_carlo = build(True), build(False)
     assert analytic.analytic_kl and not monte_carlo.analytic_kl

@@ -12,7 +12,7 @@ import torch
 from torch.distributions import MultivariateNormal
 
 from vae_lab.estimators import ImplicitEstimator, ReparamEstimator, ScoreFunctionEstimator
-from vae_lab.model.likelihoods import Bernoulli, Gaussian
+from vae_lab.model.likelihoods import Gaussian
 from vae_lab.model.networks import MLP
 from vae_lab.model.posteriors import GaussianHead
 from vae_lab.model.priors import NormalPrior
@@ -48,19 +48,11 @@ def linear_gaussian_vae(estimator=None) -> tuple[VAE, MultivariateNormal]:
 
 
 def small_vae(**kwargs) -> VAE:
-    """A Gaussian VAE on 4-dimensional Bernoulli data; keyword arguments replace the defaults."""
-    args = dict(
-        posterior=GaussianHead(2),
-        prior=NormalPrior(2),
-        estimator=ReparamEstimator(),
-        encoder=functools.partial(MLP),
-        decoder=functools.partial(MLP),
-        likelihood=Bernoulli(),
-        optimizer=functools.partial(torch.optim.Adam),
-        input_dim=4,
-        latent_dim=2,
-    )
-    return VAE(**{**args, **kwargs})
+    """A Gaussian VAE on 4-dimensional Bernoulli data with explicit gradients; keyword arguments replace
+    the defaults."""
+    from conftest import tiny_vae
+
+    return tiny_vae(**{"estimator": ReparamEstimator(), "input_dim": 4, **kwargs})
 
 
 def test_iw_bound_matches_the_exact_log_likelihood_within_its_standard_error():

@@ -7,7 +7,6 @@ tests/test_cli.py."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from pathlib import Path
@@ -21,9 +20,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.distributions import Gamma, Independent
 
 from vae_lab.config import CONF_DIR
-from vae_lab.estimators import ImplicitEstimator
-from vae_lab.model.likelihoods import Bernoulli
-from vae_lab.model.networks import MLP
 from vae_lab.model.posteriors import GaussianHead, VonMisesHead
 from vae_lab.model.priors import CircularUniformPrior, NormalPrior
 from vae_lab.model.vae import VAE
@@ -72,18 +68,9 @@ def test_interleave_rows_puts_each_row_of_inputs_above_its_reconstructions():
 
 # -- the latent grid -----------------------------------------------------------------------------------
 def small_vae(posterior, prior, input_dim: int = 6) -> VAE:
-    torch.manual_seed(0)
-    return VAE(
-        posterior=posterior,
-        prior=prior,
-        estimator=ImplicitEstimator(),
-        encoder=functools.partial(MLP, hidden=[8]),
-        decoder=functools.partial(MLP, hidden=[8]),
-        likelihood=Bernoulli(),
-        optimizer=functools.partial(torch.optim.Adam),
-        input_dim=input_dim,
-        latent_dim=2,
-    )
+    from conftest import tiny_vae
+
+    return tiny_vae(posterior=posterior, prior=prior, input_dim=input_dim)
 
 
 def test_gaussian_grid_is_the_prior_quantile_square_in_plot_orientation():
