@@ -25,8 +25,9 @@ import torch
 from torch import Tensor
 from torch.distributions.kl import register_kl
 
+from vae_lab.distributions.bessel import log_i0e, one_minus_bessel_ratio
 from vae_lab.distributions.circular_uniform import CircularUniform
-from vae_lab.distributions.von_mises import VonMises, _one_minus_bessel_ratio
+from vae_lab.distributions.von_mises import VonMises
 
 __all__ = ["kl_von_mises_circular_uniform", "kl_von_mises_von_mises"]
 
@@ -36,7 +37,7 @@ def kl_von_mises_circular_uniform(p: VonMises, q: CircularUniform) -> Tensor:
     r""":math:`\mathrm{KL}(\mathrm{vM}(\mu, \kappa) \,\|\, \mathcal{U}[-\pi, \pi))
     = \kappa A(\kappa) - \log I_0(\kappa)`."""
     k = p.concentration
-    kl = -k * _one_minus_bessel_ratio(k) - torch.log(torch.special.i0e(k))
+    kl = -k * one_minus_bessel_ratio(k) - log_i0e(k)
     return kl.expand(torch.broadcast_shapes(p.batch_shape, q.batch_shape))
 
 
@@ -45,11 +46,11 @@ def kl_von_mises_von_mises(p: VonMises, q: VonMises) -> Tensor:
     r""":math:`\kappa_1 A(\kappa_1) - \log I_0(\kappa_1) - \kappa_2 A(\kappa_1)\cos(\mu_1 - \mu_2)
     + \log I_0(\kappa_2)`."""
     k1, k2 = p.concentration, q.concentration
-    one_minus_a1 = _one_minus_bessel_ratio(k1)
+    one_minus_a1 = one_minus_bessel_ratio(k1)
     half = torch.sin(0.5 * (p.loc - q.loc))
     return (
         -k1 * one_minus_a1
-        - torch.log(torch.special.i0e(k1))
-        + torch.log(torch.special.i0e(k2))
+        - log_i0e(k1)
+        + log_i0e(k2)
         + k2 * (one_minus_a1 + 2.0 * (1.0 - one_minus_a1) * half * half)
     )
