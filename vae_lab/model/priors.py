@@ -8,10 +8,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Beta, Dirichlet, Distribution, Gamma, Independent, Normal
+from torch.distributions import Distribution, Independent, Normal
 
-from vae_lab.distributions.circular_uniform import CircularUniform
-from vae_lab.distributions.von_mises import VonMises
+from vae_lab.distributions import Beta, CircularUniform, Dirichlet, Gamma, VonMises
 from vae_lab.errors import check, positive_float, positive_int
 from vae_lab.model.posteriors import inverse_softplus
 
