@@ -9,7 +9,9 @@ r"""`vae-lab variance`: the toy gradient-variance experiments.
    and each estimator gives single-sample estimates of dL/dc for the concentration c (alpha_1 or
    kappa). M independent copies of q (batch_shape (M,)), each with its own leaf copy of c, give M
    independent single-sample gradients in one backward pass; we report their mean, variance and the
-   standard error of the mean, next to the exact gradient:
+   standard error of the mean, next to the exact gradient and, from it, the bias (with its standard
+   error) and the mean squared error (:mod:`vae_lab.variance_stats`), so that a biased estimator shows
+   as biased, not merely as noisy:
 
    * Dirichlet: f(z) = -sum_i (a_i - 1) log z_i + log B(a) and E_q[log z_i] = psi(alpha_i) - psi(alpha_0),
      so dL/dalpha_1 = -(a_1 - 1) psi'(alpha_1) + (sum_i (a_i - 1)) psi'(alpha_0), alpha_0 = sum_i alpha_i.
@@ -29,9 +31,9 @@ r"""`vae-lab variance`: the toy gradient-variance experiments.
    * score: z^2 (z - theta) = theta^2 eps + 2 theta eps^2 + eps^3, variance theta^4 + 14 theta^2 + 15
      (87 at theta = 2),
 
-   so the average of N has variance 4/N and (theta^4 + 14 theta^2 + 15)/N.
-   :func:`gaussian_theory` computes these and the fourth central moments from the moments of the
-   normal.
+   so the average of N has variance 4/N and (theta^4 + 14 theta^2 + 15)/N; bias and MSE of the average
+   are reported as for the families. :func:`gaussian_theory` computes these and the fourth central
+   moments from the moments of the normal.
 
 The Hydra task :func:`task` only validates the config, runs both, writes ``variance.csv``,
 ``variance.png``, ``gaussian.csv`` and ``gaussian.png`` into the run directory and prints tables.
@@ -51,12 +53,13 @@ import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from torch.distributions import Dirichlet, Normal
+from torch.distributions import Normal
 
 import vae_lab.config  # noqa: F401  (registers the resolvers a job needs)
-from vae_lab.distributions.von_mises import VonMises
+from vae_lab.distributions import Dirichlet, VonMises
 from vae_lab.errors import ConfigError, check
 from vae_lab.estimators import ImplicitEstimator, ReparamEstimator, RSVIEstimator, ScoreFunctionEstimator
+from vae_lab.variance_stats import STAT_COLUMNS, bias_in_standard_errors, gradient_stats
 
 log = logging.getLogger("vae_lab.variance")
 
@@ -73,6 +76,9 @@ COLUMNS = [
     "variance",
     "std_error",
     "exact",
+    "bias",
+    "bias_se",
+    "mse",
     "note",
 ]
 GAUSSIAN_COLUMNS = [
@@ -84,6 +90,9 @@ GAUSSIAN_COLUMNS = [
     "theory_variance",
     "variance_std_error",
     "exact",
+    "bias",
+    "bias_se",
+    "mse",
 ]
 
 
@@ -160,12 +169,6 @@ def single_sample_grads(
     return grad.detach().to(torch.float64)
 
 
-def _summary(grads: torch.Tensor) -> dict[str, float]:
-    m = grads.numel()
-    variance = float(grads.var(unbiased=True))
-    return {"mean": float(grads.mean()), "variance": variance, "std_error": math.sqrt(variance / m)}
-
-
 def family_experiment(
     family: str,
     concentrations: Sequence[float],
@@ -207,16 +210,13 @@ def family_experiment(
                 }
                 if B == 0 and min_alpha < 1.0:
                     row.update(
-                        mean=math.nan,
-                        variance=math.nan,
-                        std_error=math.nan,
-                        note="B=0 needs every concentration >= 1",
+                        dict.fromkeys(STAT_COLUMNS, math.nan), note="B=0 needs every concentration >= 1"
                     )
                 else:
                     grads = single_sample_grads(
                         family, conc, make_estimator(name, B), n_samples, params, dtype
                     )
-                    row.update(_summary(grads))
+                    row.update(gradient_stats(grads, exact))
                 rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -296,7 +296,8 @@ def gaussian_experiment(
     dtype: torch.dtype = torch.float64,
     estimators: Sequence[str] = ("score", "reparam"),
 ) -> pd.DataFrame:
-    """Mean and variance over ``repetitions`` of the N-sample average, per estimator and N, with theory.
+    """Mean, variance, bias and MSE over ``repetitions`` of the N-sample average, per estimator and N, with
+    theory.
 
     ``variance_std_error`` is the theoretical standard deviation of the sample variance (fourth moment
     of the averaged estimator from :func:`gaussian_theory` and :func:`averaged_moments`).
@@ -309,13 +310,13 @@ def gaussian_experiment(
         for n in ns:
             values = gaussian_estimates(name, theta, int(n), repetitions, dtype)
             var_n, mu4_n = averaged_moments(sigma2, mu4, int(n))
+            stats = gradient_stats(values, 2.0 * theta)
             rows.append(
                 {
                     "estimator": name,
                     "N": int(n),
                     "repetitions": repetitions,
-                    "mean": float(values.mean()),
-                    "variance": float(values.var(unbiased=True)),
+                    **stats,
                     "theory_variance": var_n,
                     "variance_std_error": sample_variance_std_error(var_n, mu4_n, repetitions),
                     "exact": 2.0 * theta,
@@ -460,29 +461,52 @@ def estimator_label(estimator: str, B: float) -> str:
     )
 
 
+#: Rows of the family plot: (column, y label). bias_z is bias / bias_se, on a linear scale (symmetric-log
+#: beyond +-10 where some |bias_z| exceeds 30); the others on a log scale.
+PANELS = [
+    ("variance", "variance of a single-sample gradient"),
+    ("bias_z", "bias / standard error (|.| < 4 shaded)"),
+    ("mse", "mean squared error (variance + bias$^2$)"),
+]
+
+
 def plot_families(frame: pd.DataFrame, path: Path) -> None:
-    """Log-log variance vs concentration, one panel per family, one line per estimator (and B)."""
+    """Against the concentration (log scale), one column of panels per family and one line per estimator
+    (and B): the variance, the bias in standard errors and the MSE (rows :data:`PANELS`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    frame = frame.assign(bias_z=bias_in_standard_errors(frame))
     families = list(dict.fromkeys(frame["family"]))
-    fig, axes = plt.subplots(1, len(families), figsize=(5.5 * len(families), 4.2), squeeze=False)
+    fig, axes = plt.subplots(
+        len(PANELS), len(families), figsize=(5.5 * len(families), 3.6 * len(PANELS)), squeeze=False
+    )
     xlabels = {"dirichlet": r"concentration $\alpha_1$", "vonmises": r"concentration $\kappa$"}
-    for ax, family in zip(axes[0], families, strict=True):
+    for column, family in zip(axes.T, families, strict=True):
         sub = frame[frame["family"] == family]
         labels = pd.Series(
             [estimator_label(e, b) for e, b in zip(sub["estimator"], sub["B"], strict=True)], index=sub.index
         )
-        for label in dict.fromkeys(labels):
-            line = sub[labels == label].dropna(subset=["variance"]).sort_values("concentration")
-            ax.loglog(line["concentration"], line["variance"], marker="o", ms=3, label=label)
-        ax.set_title(family)
-        ax.set_xlabel(xlabels.get(family, "concentration"))
-        ax.set_ylabel("variance of a single-sample gradient")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        for ax, (value, ylabel) in zip(column, PANELS, strict=True):
+            for label in dict.fromkeys(labels):
+                line = sub[labels == label].dropna(subset=[value]).sort_values("concentration")
+                ax.plot(line["concentration"], line[value], marker="o", ms=3, label=label)
+            ax.set_xscale("log")
+            if value != "bias_z":
+                ax.set_yscale("log")
+            else:
+                ax.axhspan(-4.0, 4.0, color="0.9", zorder=0)
+                lo, hi = ax.get_ylim()
+                ax.set_ylim(min(lo, -8.0), max(hi, 8.0))
+                if sub[value].abs().max() > 30:
+                    ax.set_yscale("symlog", linthresh=10.0)
+            ax.set_title(family)
+            ax.set_xlabel(xlabels.get(family, "concentration"))
+            ax.set_ylabel(ylabel)
+            ax.grid(True, which="both", alpha=0.3)
+        column[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -509,15 +533,17 @@ def plot_gaussian(frame: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def family_table(frame: pd.DataFrame) -> str:
-    """Variances as compact text tables, one per family: a row per concentration, a column per estimator."""
+def family_table(frame: pd.DataFrame, value: str = "variance") -> str:
+    """One column as compact text tables, one per family: a row per concentration, a column per estimator.
+    ``value`` is a column of the frame or ``bias_z`` (bias / bias_se)."""
     frame = frame.assign(
-        label=[estimator_label(e, b) for e, b in zip(frame["estimator"], frame["B"], strict=True)]
+        label=[estimator_label(e, b) for e, b in zip(frame["estimator"], frame["B"], strict=True)],
+        bias_z=bias_in_standard_errors(frame),
     )
     parts = []
     for family, sub in frame.groupby("family", sort=False):
         table = sub.pivot_table(
-            index="concentration", columns="label", values="variance", sort=False, dropna=False
+            index="concentration", columns="label", values=value, sort=False, dropna=False
         )
         table = table[list(dict.fromkeys(sub["label"]))].sort_index()
         table.insert(0, "exact grad", sub.groupby("concentration")["exact"].first())
@@ -556,10 +582,17 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Path]:
         frame = pd.concat(frames, ignore_index=True)
         written["variance.csv"] = out_dir / "variance.csv"
         frame.to_csv(written["variance.csv"], index=False)
-        text = family_table(frame)
+        text = "\n\n".join(
+            f"{title}:\n{family_table(frame, value)}"
+            for value, title in (
+                ("variance", "Variance"),
+                ("bias_z", "Bias in standard errors (|bias| / bias_se > 4: biased)"),
+                ("mse", "Mean squared error"),
+            )
+        )
         print(
-            f"Variance of single-sample gradients d/d(concentration) E_q[-log p(z)], "
-            f"{s['n_samples']} samples each:\n{text}\n"
+            f"Single-sample gradients d/d(concentration) E_q[-log p(z)], {s['n_samples']} samples each.\n"
+            f"{text}\n"
         )
         log.info("variance table:\n%s", text)
         if s["plot"]:

@@ -14,16 +14,18 @@ import pandas as pd
 import pytest
 import torch
 from pytorch_lightning.plugins.precision import Precision
+from torch import Tensor
 from torch.distributions import Normal
 
 from vae_lab.errors import ConfigError
-from vae_lab.estimators import ImplicitEstimator, ScoreFunctionEstimator
+from vae_lab.estimators import ImplicitEstimator, ReparamEstimator, ScoreFunctionEstimator
 from vae_lab.model.likelihoods import Bernoulli
 from vae_lab.model.networks import MLP
 from vae_lab.model.posteriors import GaussianHead
 from vae_lab.model.priors import NormalPrior
 from vae_lab.model.vae import VAE
 from vae_lab.probes import GradientVarianceProbe, gradient_moments, parameter_groups
+from vae_lab.probes.grad_variance import _derived_seed
 from vae_lab.variance import gaussian_theory, sample_variance_std_error
 
 P, M = 4000, 20  # coordinates (independent copies of the toy) and estimates per measurement
@@ -99,16 +101,27 @@ def test_zero_variance_and_unused_parameters():
 def small_vae(estimator) -> VAE:
     torch.manual_seed(0)
     return VAE(
-        posterior=GaussianHead(3), prior=NormalPrior(3), estimator=estimator,
-        encoder=functools.partial(MLP, hidden=[16]), decoder=functools.partial(MLP, hidden=[16]),
-        likelihood=Bernoulli(), optimizer=functools.partial(torch.optim.Adam, lr=1e-3), input_dim=8,
+        posterior=GaussianHead(3),
+        prior=NormalPrior(3),
+        estimator=estimator,
+        encoder=functools.partial(MLP, hidden=[16]),
+        decoder=functools.partial(MLP, hidden=[16]),
+        likelihood=Bernoulli(),
+        optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+        input_dim=8,
         latent_dim=3,
     )
 
 
 def fake_trainer(step: int) -> SimpleNamespace:
-    return SimpleNamespace(global_step=step, current_epoch=0, datamodule=None, precision_plugin=Precision(),
-                           loggers=[], is_global_zero=True)
+    return SimpleNamespace(
+        global_step=step,
+        current_epoch=0,
+        datamodule=None,
+        precision_plugin=Precision(),
+        loggers=[],
+        is_global_zero=True,
+    )
 
 
 def test_a_measurement_leaves_random_state_estimator_state_modes_and_grads_alone():
@@ -119,8 +132,9 @@ def test_a_measurement_leaves_random_state_estimator_state_modes_and_grads_alone
     model.estimator.baseline_steps.fill_(7)
     for p in model.parameters():
         p.grad = torch.full_like(p, 0.5)
-    probe = GradientVarianceProbe(every_n_steps=1, n_estimates=4, batch_size=20,
-                                  compare=["implicit", "score"])
+    probe = GradientVarianceProbe(
+        every_n_steps=1, n_estimates=4, batch_size=20, compare=["implicit", "score"]
+    )
     probe.setup(fake_trainer(0), model, "fit")
     rng = torch.get_rng_state()
     first = probe.measure(fake_trainer(3), model, x)
@@ -138,6 +152,44 @@ def test_a_measurement_leaves_random_state_estimator_state_modes_and_grads_alone
     assert first["grad/var/encoder"] > first["grad/var/encoder/implicit"]
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # training_step without a Trainer
+@pytest.mark.parametrize("analytic_kl", [True, False])
+def test_during_kl_warmup_the_probe_measures_the_gradient_of_the_training_step(analytic_kl, monkeypatch):
+    """At step 30 of a 100-step KL warm-up (beta = 0.3) the probe's mean gradient, for the run's estimator
+    and for a compared one, is the mean of the gradients of ``training_step`` drawn with the same random
+    numbers, to rounding; the ELBO's gradient (beta = 1, what the probe used to differentiate) is far off."""
+    n, step = 6, 30
+    model = small_vae(ReparamEstimator())
+    model.analytic_kl = analytic_kl
+    model.kl_warmup_steps = 100
+    monkeypatch.setattr(VAE, "global_step", property(lambda self: step))
+    assert model.kl_weight() == pytest.approx(0.3)
+    x = torch.bernoulli(torch.full((40, 8), 0.4), generator=torch.Generator().manual_seed(0))
+    probe = GradientVarianceProbe(
+        every_n_steps=1, n_estimates=n, batch_size=len(x), compare=["implicit"], seed=3
+    )
+    probe.setup(fake_trainer(0), model, "fit")
+    measured = probe.moments(fake_trainer(step), model, x)
+    encoder = parameter_groups(model)["encoder"]
+
+    def mean_training_gradient(estimator, index: int) -> Tensor:
+        own, model.estimator = model.estimator, estimator
+        torch.manual_seed(_derived_seed(probe.seed, step, index))
+        grads = [torch.autograd.grad(model.training_step(x, 0), encoder) for _ in range(n)]
+        model.estimator = own
+        return torch.stack([torch.cat([g.reshape(-1) for g in gs]) for gs in grads]).double().mean(0)
+
+    implicit = probe._estimators["implicit"][0]
+    for suffix, estimator, index in (("", model.estimator, 0), ("/implicit", implicit, 1)):
+        expected = mean_training_gradient(estimator, index)
+        torch.testing.assert_close(measured[suffix]["encoder"].mean, expected, rtol=1e-12, atol=1e-12)
+        model.kl_warmup_steps = 0  # beta = 1: the untempered ELBO
+        elbo_gradient = mean_training_gradient(estimator, index)
+        model.kl_warmup_steps = 100
+        # about 2.3 times the norm here: the KL's pull dominates this untrained encoder's gradient
+        assert (elbo_gradient - expected).norm() > 0.5 * expected.norm(), suffix
+
+
 def test_unsupported_compare_estimators_are_skipped_with_one_warning(caplog):
     model = small_vae(ImplicitEstimator())
     probe = GradientVarianceProbe(compare=["rsvi", "score"])
@@ -148,8 +200,11 @@ def test_unsupported_compare_estimators_are_skipped_with_one_warning(caplog):
 
 
 def test_bad_settings_are_config_errors():
-    for kwargs, key in [({"compare": ["nope"]}, "compare"), ({"n_estimates": 1}, "n_estimates"),
-                        ({"every_n_steps": 0}, "every_n_steps")]:
+    for kwargs, key in [
+        ({"compare": ["nope"]}, "compare"),
+        ({"n_estimates": 1}, "n_estimates"),
+        ({"every_n_steps": 0}, "every_n_steps"),
+    ]:
         with pytest.raises(ConfigError) as err:
             GradientVarianceProbe(**kwargs)
         assert err.value.key == key
@@ -160,9 +215,15 @@ def test_parameter_groups_follow_the_model_parts():
     from vae_lab.model.priors import DirichletPrior
 
     model = VAE(
-        posterior=DirichletHead(3), prior=DirichletPrior(3, learnable=True), estimator=ImplicitEstimator(),
-        encoder=functools.partial(MLP, hidden=[4]), decoder=functools.partial(MLP, hidden=[4]),
-        likelihood=Bernoulli(), optimizer=functools.partial(torch.optim.Adam), input_dim=5, latent_dim=3,
+        posterior=DirichletHead(3),
+        prior=DirichletPrior(3, learnable=True),
+        estimator=ImplicitEstimator(),
+        encoder=functools.partial(MLP, hidden=[4]),
+        decoder=functools.partial(MLP, hidden=[4]),
+        likelihood=Bernoulli(),
+        optimizer=functools.partial(torch.optim.Adam),
+        input_dim=5,
+        latent_dim=3,
     )
     groups = parameter_groups(model)
     assert list(groups) == ["encoder", "decoder", "prior"]
@@ -206,8 +267,10 @@ def test_a_run_logs_the_probe_and_is_unchanged_by_it(cli, tmp_path):
         return text[keep].reset_index(drop=True)
 
     pd.testing.assert_frame_equal(without_probe(probed), without_probe(plain))
-    weights = [torch.load(d / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-               for d in (probed, plain)]
+    weights = [
+        torch.load(d / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+        for d in (probed, plain)
+    ]
     assert weights[0].keys() == weights[1].keys() and "estimator.baseline_value" in weights[0]
     for key in weights[0]:
         assert torch.equal(weights[0][key], weights[1][key]), key

@@ -38,6 +38,7 @@ from vae_lab.model.priors import Prior
 
 log = logging.getLogger(__name__)
 
+
 class VAE(pl.LightningModule):
     """A variational autoencoder whose gradient estimator is a plug-in.
 
@@ -89,14 +90,19 @@ class VAE(pl.LightningModule):
         )
         self.kl_warmup_steps = kl_warmup_steps
         if not estimator.supports(posterior.family):
-            raise ConfigError("estimator", f"estimators for the {posterior.family} posterior: "
-                              f"{_estimators_for(posterior.family)}", type(estimator).__name__)
+            raise ConfigError(
+                "estimator",
+                f"estimators for the {posterior.family} posterior: {_estimators_for(posterior.family)}",
+                type(estimator).__name__,
+            )
         self.posterior, self.prior, self.estimator, self.likelihood = posterior, prior, estimator, likelihood
         self.encoder = encoder(in_dim=input_dim, out_dim=posterior.param_dim)
         self.decoder = decoder(in_dim=posterior.decoder_dim, out_dim=likelihood.param_dim(input_dim))
         if getattr(self.decoder, "needs_simplex", False) and posterior.family != "dirichlet":
             raise ConfigError(
-                "posterior", "", None,
+                "posterior",
+                "",
+                None,
                 detail=f"the decoder {type(self.decoder).__name__} (model=lda) reads topic proportions on "
                 f"the simplex and needs posterior=dirichlet, not posterior={posterior.family}",
             )
@@ -127,7 +133,9 @@ class VAE(pl.LightningModule):
                 covered = False
         if not covered:
             raise ConfigError(
-                "prior", "", None,
+                "prior",
+                "",
+                None,
                 detail=f"prior: {type(self.prior).__name__} does not cover the support of the "
                 f"{self.posterior.family} posterior (its samples lie outside the prior's support); use "
                 f"prior=natural, the posterior's own prior",
@@ -195,10 +203,20 @@ class VAE(pl.LightningModule):
             total = part if total is None else torch.logaddexp(total, part)
         return total - math.log(k)
 
+    def training_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training objective at the current step and the ELBO terms it was computed from.
+
+        loss = -(1/B) sum_b surrogate_b, the surrogate estimating E_q log p(x_b|z) - beta KL(q(z|x_b) || p(z))
+        with beta = :meth:`kl_weight` (the KL warm-up; 1 without it). Its gradient is the one an optimizer
+        step follows; ``training_step`` and the gradient-variance probe both differentiate this function,
+        so the probe measures the gradient that trains (whatever estimator is plugged in at the time).
+        """
+        terms = self.elbo(x, kl_weight=self.kl_weight())
+        return -terms["surrogate"].mean(), terms
+
     # -- Lightning hooks -------------------------------------------------------------------------
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
-        terms = self.elbo(x, kl_weight=self.kl_weight())
-        loss = -terms["surrogate"].mean()
+        loss, terms = self.training_loss(x)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}")
         if self._is_logging_step():
@@ -273,8 +291,14 @@ class VAE(pl.LightningModule):
         self, split: str, terms: dict[str, Tensor], batch_size: int, on_step: bool = False
     ) -> None:
         for name in ("elbo", "recon", "kl"):
-            self.log(f"{split}/{name}", terms[name].detach().mean(), batch_size=batch_size, on_step=on_step,
-                     on_epoch=not on_step, prog_bar=name == "elbo")
+            self.log(
+                f"{split}/{name}",
+                terms[name].detach().mean(),
+                batch_size=batch_size,
+                on_step=on_step,
+                on_epoch=not on_step,
+                prog_bar=name == "elbo",
+            )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.parameters())

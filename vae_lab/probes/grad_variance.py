@@ -5,10 +5,12 @@ the probe draws M independent estimates g_1, ..., g_M of the gradient of the tra
 
 .. math:: L(\theta) = -\frac{1}{B}\sum_{b=1}^{B} \mathrm{surrogate}_b(\theta),
 
-exactly what a training step differentiates (``-model.elbo(x)["surrogate"].mean()``, or
-``model.training_loss(x)`` where the model defines one), each with fresh random numbers. Per parameter
-group, with P coordinates, sample mean :math:`\bar g_j` and unbiased sample variance :math:`s_j^2` of
-coordinate j over the M estimates, it reports
+exactly what a training step differentiates: the loss of ``model.training_loss(x)``
+(:meth:`vae_lab.model.vae.VAE.training_loss`), where surrogate_b estimates
+E_q log p(x_b|z) - beta KL(q(z|x_b) || p(z)) with beta = ``model.kl_weight()``, the KL warm-up's weight at
+the current step (1 without warm-up). Each estimate draws fresh random numbers. Per parameter group, with
+P coordinates, sample mean :math:`\bar g_j` and unbiased sample variance :math:`s_j^2` of coordinate j
+over the M estimates, it reports
 
 .. math::
 
@@ -150,7 +152,8 @@ class GradientVarianceProbe(pl.Callback):
     batch of ``batch_size`` validation rows (drawn once, with ``seed``, from the first batches of a fresh
     ``datamodule.val_dataloader()``; from the training batch of the first measurement where there is
     no validation data), the probe
-    draws ``n_estimates`` independent gradient estimates of the training objective and logs, through
+    draws ``n_estimates`` independent gradient estimates of the training objective
+    (``pl_module.training_loss(x)``, so with the KL warm-up weight of the step) and logs, through
     every logger of the trainer at step ``trainer.global_step``:
 
     - ``grad/var/<group>`` and ``grad/snr/<group>`` for the run's own estimator, and
@@ -235,20 +238,27 @@ class GradientVarianceProbe(pl.Callback):
                 continue
             self._estimators[name] = (estimator, {k: v.clone() for k, v in estimator.state_dict().items()})
         if skipped:
-            log.warning("grad_variance probe: skipping compare=%s (no support for the %s posterior)",
-                        skipped, family)
+            log.warning(
+                "grad_variance probe: skipping compare=%s (no support for the %s posterior)", skipped, family
+            )
 
     def _probe_batch(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any) -> Tensor:
         if self._batch is None:
             rows = self._validation_rows(trainer)
             if rows is None:
                 rows = batch if isinstance(batch, Tensor) else batch[0]
-                log.info("grad_variance probe: no validation data, using the training batch of step %d",
-                         trainer.global_step)
+                log.info(
+                    "grad_variance probe: no validation data, using the training batch of step %d",
+                    trainer.global_step,
+                )
             rows = rows.detach()
             if len(rows) < self.batch_size:
-                log.warning("grad_variance probe: batch_size=%d but only %d rows available; using %d",
-                            self.batch_size, len(rows), len(rows))
+                log.warning(
+                    "grad_variance probe: batch_size=%d but only %d rows available; using %d",
+                    self.batch_size,
+                    len(rows),
+                    len(rows),
+                )
             generator = torch.Generator().manual_seed(_derived_seed(self.seed, 1))
             pick = torch.randperm(len(rows), generator=generator)[: self.batch_size].sort().values
             self._batch = rows[pick.to(rows.device)].clone()
@@ -297,16 +307,28 @@ class GradientVarianceProbe(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any = None
     ) -> dict[str, float]:
         """One measurement at the current parameters: ``{"grad/var/encoder": ..., ...}``."""
+        metrics: dict[str, float] = {}
+        for suffix, moments in self.moments(trainer, pl_module, batch).items():
+            metrics.update(_named(moments, suffix))
+        return metrics
+
+    def moments(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any = None
+    ) -> dict[str, dict[str, GradientMoments]]:
+        """The gradient moments of one measurement, ``{suffix: {group: GradientMoments}}``: suffix ``""``
+        for the run's estimator, ``"/<name>"`` for each comparison estimator. The draws of estimator number
+        ``index`` (0 the run's own, then the comparison estimators in order) follow a seeding of torch's
+        generator with ``_derived_seed(seed, step, index)``."""
         x = self._probe_batch(trainer, pl_module, batch)
         groups = parameter_groups(pl_module)
         step = trainer.global_step
-        metrics: dict[str, float] = {}
+        out: dict[str, dict[str, GradientMoments]] = {}
         own = pl_module.estimator
         with _isolated(pl_module, torch.device(pl_module.device)):
             loss_fn = self._loss_fn(trainer, pl_module, x)
             own.eval()
             _seed(pl_module.device, _derived_seed(self.seed, step, 0))
-            metrics.update(_named(gradient_moments(loss_fn, groups, self.n_estimates), ""))
+            out[""] = gradient_moments(loss_fn, groups, self.n_estimates)
             for index, name in enumerate(list(self._estimators), start=1):
                 estimator, initial = self._estimators[name]
                 _seed(pl_module.device, _derived_seed(self.seed, step, index))
@@ -318,18 +340,17 @@ class GradientVarianceProbe(pl.Callback):
                     log.warning("grad_variance probe: dropping compare estimator %s: %s", name, err)
                     del self._estimators[name]
                     continue
-                metrics.update(_named(moments, f"/{name}"))
-        return metrics
+                out[f"/{name}"] = moments
+        return out
 
     @staticmethod
     def _loss_fn(trainer: pl.Trainer, pl_module: pl.LightningModule, x: Tensor) -> Callable[[], Tensor]:
-        custom = getattr(pl_module, "training_loss", None)
+        """The training objective on ``x``: the model's own ``training_loss``, read at each call, so a
+        swapped-in estimator and the current KL warm-up weight are the ones used."""
 
         def loss() -> Tensor:
             with trainer.precision_plugin.train_step_context():
-                if callable(custom):
-                    return custom(x)
-                return -pl_module.elbo(x)["surrogate"].mean()
+                return pl_module.training_loss(x)[0]
 
         return loss
 
@@ -351,13 +372,17 @@ class GradientVarianceProbe(pl.Callback):
                 estimator.load_state_dict(initial)
                 estimator.train()
                 with torch.no_grad():
-                    pl_module.elbo(x)  # one training-mode pass: sets a moving-average baseline
+                    pl_module.training_loss(x)  # one training-mode pass: sets a moving-average baseline
         estimator.eval()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.enabled and self.measurements:
-            log.info("grad_variance probe: %d measurements, %.2f s in all (%.3f s each)",
-                     self.measurements, self.seconds, self.seconds / self.measurements)
+            log.info(
+                "grad_variance probe: %d measurements, %.2f s in all (%.3f s each)",
+                self.measurements,
+                self.seconds,
+                self.seconds / self.measurements,
+            )
 
 
 def _named(moments: dict[str, GradientMoments], suffix: str) -> dict[str, float]:
