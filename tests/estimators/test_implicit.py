@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.distributions import Dirichlet, Gamma, Independent, Normal
+from torch.distributions import Independent, Normal
 from torch.distributions import VonMises as TorchVonMises
 
 from vae_lab.estimators import ImplicitEstimator
@@ -55,21 +55,3 @@ def test_torch_von_mises_without_rsample_is_refused():
     q = Independent(TorchVonMises(torch.zeros(3, 2), torch.ones(3, 2)), 1)
     with pytest.raises(ValueError, match="vae_lab.distributions.VonMises"):
         ImplicitEstimator()(q, lambda z: z.sum(-1))
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_finite_for_extreme_concentrations(dtype):
-    """Dirichlet and Gamma with concentrations from 1e-4 to 1e4 (DESIGN 6)."""
-    torch.manual_seed(0)
-    values = torch.logspace(-4, 4, 9, dtype=dtype)
-    alpha = torch.cartesian_prod(values, values, values).requires_grad_()
-    est = ImplicitEstimator()(Dirichlet(alpha), lambda z: torch.log(z).sum(-1) + z[..., 0], n_samples=4)
-    (g,) = torch.autograd.grad(est.surrogate.mean(0).sum(), alpha)
-    assert torch.isfinite(est.z).all() and torch.isfinite(est.surrogate).all() and torch.isfinite(g).all()
-    shape = values.repeat(4).unsqueeze(-1).requires_grad_()
-    rate = torch.ones_like(shape).requires_grad_()
-    q = Independent(Gamma(shape, rate), 1)
-    est = ImplicitEstimator()(q, lambda z: (torch.log(z) + z).sum(-1), n_samples=4)
-    grads = torch.autograd.grad(est.surrogate.mean(0).sum(), [shape, rate])
-    assert torch.isfinite(est.z).all() and torch.isfinite(est.surrogate).all()
-    assert all(torch.isfinite(g).all() for g in grads)

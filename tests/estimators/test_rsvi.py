@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.distributions import Dirichlet, Gamma, Independent
 
 from vae_lab.estimators import RSVIEstimator
 
@@ -76,37 +75,6 @@ def test_B0_with_small_shape_raises():
     case = CASES["dirichlet"](4)  # alpha_0 = 0.5
     with pytest.raises(ValueError, match="B = 0 needs every Gamma/Dirichlet/Beta shape parameter >= 1"):
         RSVIEstimator(B=0)(case.make_q(case.params), case.f)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("B", [1, 5])
-def test_finite_for_extreme_concentrations(dtype, B):
-    """Dirichlet and Gamma with concentrations from 1e-4 to 1e4 (DESIGN 6)."""
-    torch.manual_seed(0)
-    est = RSVIEstimator(B=B)
-    values = torch.logspace(-4, 4, 9, dtype=dtype)
-    alpha = torch.cartesian_prod(values, values, values).requires_grad_()
-    out = est(Dirichlet(alpha), lambda z: torch.log(z).sum(-1) + z[..., 0], n_samples=4)
-    (g,) = torch.autograd.grad(out.surrogate.mean(0).sum(), alpha)
-    assert torch.isfinite(out.z).all() and torch.isfinite(out.surrogate).all() and torch.isfinite(g).all()
-    torch.testing.assert_close(out.z.sum(-1), torch.ones_like(out.z[..., 0]))
-    shape = values.repeat(4).unsqueeze(-1).requires_grad_()
-    rate = torch.ones_like(shape).requires_grad_()
-    out = est(Independent(Gamma(shape, rate), 1), lambda z: (torch.log(z) + z).sum(-1), n_samples=4)
-    grads = torch.autograd.grad(out.surrogate.mean(0).sum(), [shape, rate])
-    assert torch.isfinite(out.z).all() and torch.isfinite(out.surrogate).all()
-    assert all(torch.isfinite(g).all() for g in grads)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_finite_for_extreme_concentrations_B0(dtype):
-    """B = 0 over its domain: shapes from 1 to 1e4."""
-    torch.manual_seed(0)
-    values = torch.logspace(0, 4, 9, dtype=dtype)
-    alpha = torch.cartesian_prod(values, values).requires_grad_()
-    out = RSVIEstimator(B=0)(Dirichlet(alpha), lambda z: torch.log(z).sum(-1), n_samples=4)
-    (g,) = torch.autograd.grad(out.surrogate.mean(0).sum(), alpha)
-    assert torch.isfinite(out.z).all() and torch.isfinite(out.surrogate).all() and torch.isfinite(g).all()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Beta, Gamma, Independent
 
+from vae_lab.distributions import log_of
 from vae_lab.errors import ConfigError
 from vae_lab.estimators import ImplicitEstimator, RSVIEstimator, ScoreFunctionEstimator
 from vae_lab.model.posteriors import BetaHead, GammaHead, inverse_softplus
@@ -137,9 +138,22 @@ def test_finite_samples_and_gradients_at_the_clipping_ends(family, estimator, dt
     params = grid.repeat_interleave(D, dim=0).reshape(-1, D, 2).transpose(1, 2).reshape(-1, 2 * D)
     params = params.clone().requires_grad_()
     q = head(params)
+    # the head's parameters are the clip ends (nudged inside), in order: a value check, not only finiteness
+    ends = torch.tensor([head.min_concentration * 1.01, head.max_concentration * 0.99], dtype=torch.float64)
+    if family == "gamma":
+        ends_rate = torch.tensor([head.min_rate * 1.01, head.max_rate * 0.99], dtype=torch.float64)
+        got = (q.base_dist.concentration, q.base_dist.rate)
+        want = (ends, ends_rate)
+    else:
+        got = (q.base_dist.concentration1, q.base_dist.concentration0)
+        want = (ends, ends)
+    index = torch.cartesian_prod(torch.arange(2), torch.arange(2))
+    for g, w, column in zip(got, want, (0, 1), strict=True):
+        expected = w[index[:, column]].unsqueeze(-1).expand(-1, D).to(dtype)
+        torch.testing.assert_close(g, expected, rtol=1e-5 if dtype == torch.float32 else 1e-9, atol=0)
 
-    def f(z):  # a smooth objective that uses every coordinate of z (log z: sensitive near 0)
-        return (z.clamp_min(torch.finfo(z.dtype).tiny).log() - z).sum(-1)
+    def f(z):  # a smooth objective that uses every coordinate of z (log z, exact: sensitive near 0)
+        return (log_of(z) - z).sum(-1)
 
     out = est(q, f, n_samples=4)
     assert out.z.dtype == dtype

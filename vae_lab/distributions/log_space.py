@@ -70,8 +70,9 @@ def log1m_of(z: Tensor) -> Tensor:
 
 
 def xlog(c: Tensor, log_value: Tensor) -> Tensor:
-    """c * log_value with 0 where c == 0 (as ``torch.xlogy``: a Beta(1, 1) density is 1 at z = 0 too)."""
-    return c * torch.where(c == 0, torch.zeros_like(log_value), log_value)
+    """c * log_value, and 0 where c == 0 and log_value = -inf (as ``torch.xlogy``: a Beta(1, 1) density is 1
+    at z = 0 too). The derivative in c stays log_value wherever that is finite."""
+    return c * torch.where((c == 0) & torch.isinf(log_value), torch.zeros_like(log_value), log_value)
 
 
 def _dlog_z_dalpha(log_z: Tensor, alpha: Tensor) -> Tensor:
