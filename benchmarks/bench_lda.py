@@ -36,8 +36,13 @@ def config(overrides: list[str]):
 
 def build(cfg, datamodule):
     torch.manual_seed(0)
-    return instantiate(cfg.model, posterior=instantiate(cfg.posterior), prior=instantiate(cfg.prior),
-                       estimator=instantiate(cfg.estimator), input_dim=datamodule.input_dim)
+    return instantiate(
+        cfg.model,
+        posterior=instantiate(cfg.posterior),
+        prior=instantiate(cfg.prior),
+        estimator=instantiate(cfg.estimator),
+        input_dim=datamodule.input_dim,
+    )
 
 
 def step_times(datamodule, variants: dict[str, list[str]], steps: int, repeats: int) -> dict[str, float]:
@@ -74,8 +79,14 @@ class StepTimer(pl.Callback):
 
 def lightning_steps_per_second(datamodule, steps: int, overrides: list[str]) -> float:
     with tempfile.TemporaryDirectory() as out:
-        cfg = config([*overrides, f"paths.output_dir={out}", f"trainer.max_steps={steps}",
-                      "+trainer.limit_val_batches=0"])
+        cfg = config(
+            [
+                *overrides,
+                f"paths.output_dir={out}",
+                f"trainer.max_steps={steps}",
+                "+trainer.limit_val_batches=0",
+            ]
+        )
         model = build(cfg, datamodule)
         loggers = [instantiate(c) for c in cfg.logger.values()]
         callbacks = [instantiate(c) for c in cfg.callbacks.values()]
@@ -123,8 +134,9 @@ def decoder_forms(repeats: int, n: int = 100) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
@@ -145,11 +157,15 @@ def main() -> None:
         torch.set_num_threads(threads)
         print(f"== torch threads: {threads}")
         for name, ms in step_times(datamodule, variants, args.steps, args.repeats).items():
-            print(f"  plain step  {name:<26} {ms:6.2f} ms  {1e3 / ms:6.0f} steps/s  "
-                  f"180k steps: {180_000 * ms / 3.6e6:5.2f} h")
+            print(
+                f"  plain step  {name:<26} {ms:6.2f} ms  {1e3 / ms:6.0f} steps/s  "
+                f"180k steps: {180_000 * ms / 3.6e6:5.2f} h"
+            )
         sps = lightning_steps_per_second(datamodule, args.lightning_steps, [f"threads={threads}"])
-        print(f"  Lightning   implicit, preset's callbacks   {1e3 / sps:6.2f} ms  {sps:6.0f} steps/s  "
-              f"180k steps: {180_000 / sps / 3600:5.2f} h")
+        print(
+            f"  Lightning   implicit, preset's callbacks   {1e3 / sps:6.2f} ms  {sps:6.0f} steps/s  "
+            f"180k steps: {180_000 / sps / 3600:5.2f} h"
+        )
         val_ms = validation_seconds(datamodule, args.repeats) * 1e3
         print(f"  validation pass (1,000 documents): {val_ms:.0f} ms")
         for name, ms in decoder_forms(args.repeats).items():

@@ -121,13 +121,13 @@ def test_toy_variance_runs_end_to_end(cli):
     assert not (runs[0] / "gaussian.csv").exists()  # the preset leaves the Gaussian example out
 
 
-
 def test_a_variance_preset_is_refused_by_train_with_one_line(cli):
     proc = cli("train", "experiment=figurnov2018/toy_variance")
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert "experiment='figurnov2018/toy_variance'" in last and "vae-lab variance" in last
     assert not list(Path(cli.cwd).glob("outputs/*/*/checkpoints"))  # nothing trained
+
 
 # -- make reproduce-* ------------------------------------------------------------------------------
 def make_commands(target: str, *variables: str) -> list[list[str]]:

@@ -17,9 +17,16 @@ import pytest
 from vae_lab import report
 
 
-def make_job(root: Path, name: str, overrides: list[str], status: str | None = "completed",
-             metrics: dict[str, float] | None = None, best: float | None = None, error: str | None = None,
-             curves: dict[str, list[float]] | None = None) -> Path:
+def make_job(
+    root: Path,
+    name: str,
+    overrides: list[str],
+    status: str | None = "completed",
+    metrics: dict[str, float] | None = None,
+    best: float | None = None,
+    error: str | None = None,
+    curves: dict[str, list[float]] | None = None,
+) -> Path:
     """A job directory like `vae-lab train` leaves; status None: no summary.json (died before writing)."""
     job = root / name
     (job / ".hydra").mkdir(parents=True)
@@ -43,8 +50,15 @@ def make_job(root: Path, name: str, overrides: list[str], status: str | None = "
 # -- end to end ------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_report_on_a_real_sweep(cli):
-    proc = cli("train", "-m", "posterior=gaussian,vonmises", "seed=0,1", "+debug=fast", "test=true",
-               "hydra/launcher=joblib")
+    proc = cli(
+        "train",
+        "-m",
+        "posterior=gaussian,vonmises",
+        "seed=0,1",
+        "+debug=fast",
+        "test=true",
+        "hydra/launcher=joblib",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep_dir,) = cli.cwd.glob("outputs/multirun/*/*")
 
@@ -87,12 +101,23 @@ def test_dir_without_runs_is_one_line_and_exit_2(tmp_path, capsys):
 def test_failed_and_unfinished_jobs_are_listed_never_dropped(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     for seed, elbo in ((0, -100.0), (1, -102.0)):
-        make_job(sweep, str(seed), ["posterior=gaussian", f"seed={seed}"], metrics={"test/elbo": elbo},
-                 best=elbo)
-    make_job(sweep, "2", ["posterior=gaussian", "seed=2"], status="failed",
-             error="ValueError: concentration must be positive\n(see train.log)")
-    make_job(sweep, "3", ["posterior=vonmises", "seed=0"], status="running",
-             curves={"train/elbo": [-50.0, -49.0, -48.0]})
+        make_job(
+            sweep, str(seed), ["posterior=gaussian", f"seed={seed}"], metrics={"test/elbo": elbo}, best=elbo
+        )
+    make_job(
+        sweep,
+        "2",
+        ["posterior=gaussian", "seed=2"],
+        status="failed",
+        error="ValueError: concentration must be positive\n(see train.log)",
+    )
+    make_job(
+        sweep,
+        "3",
+        ["posterior=vonmises", "seed=0"],
+        status="running",
+        curves={"train/elbo": [-50.0, -49.0, -48.0]},
+    )
     make_job(sweep, "4", ["posterior=vonmises", "seed=1"], status=None)
 
     assert report.main([str(sweep), "--no-plots"]) == 0
@@ -101,8 +126,9 @@ def test_failed_and_unfinished_jobs_are_listed_never_dropped(tmp_path, capsys):
     assert out == md
     assert "5 jobs in 2 groups: 2 completed, 1 failed, 2 unfinished" in md
     failed = md.split("## Failed jobs (1)")[1].split("##")[0]
-    assert ("`2` (posterior=gaussian seed=2): failed: ValueError: concentration must be positive "
-            "(see train.log)") in failed
+    assert (
+        "`2` (posterior=gaussian seed=2): failed: ValueError: concentration must be positive (see train.log)"
+    ) in failed
     unfinished = md.split("## Unfinished jobs (2)")[1]
     assert "`3` (posterior=vonmises seed=0): running (last logged step 2)" in unfinished
     assert "`4` (posterior=vonmises seed=1): no summary.json" in unfinished
@@ -122,12 +148,20 @@ def test_mean_std_n_are_right_on_known_numbers(tmp_path):
     nll = {"implicit": [99.0, 100.0, math.nan], "score": [108.0, 109.5]}
     for estimator, values in elbos.items():
         for seed, value in enumerate(values):
-            make_job(tmp_path / "sweep", f"{estimator}-{seed}",
-                     [f"estimator={estimator}", f"seed={seed}", "+debug=fast",
-                      f"hydra.launcher.n_jobs={seed + 1}", f"paths.data_dir=/data/{seed}"],
-                     metrics={"test/elbo": value, "test/nll": nll[estimator][seed]}, best=value + 1,
-                     curves={"grad/var/encoder": [10.0, 5.0 * (seed + 1)],
-                             "val/elbo": [value - 3, value + 1]})
+            make_job(
+                tmp_path / "sweep",
+                f"{estimator}-{seed}",
+                [
+                    f"estimator={estimator}",
+                    f"seed={seed}",
+                    "+debug=fast",
+                    f"hydra.launcher.n_jobs={seed + 1}",
+                    f"paths.data_dir=/data/{seed}",
+                ],
+                metrics={"test/elbo": value, "test/nll": nll[estimator][seed]},
+                best=value + 1,
+                curves={"grad/var/encoder": [10.0, 5.0 * (seed + 1)], "val/elbo": [value - 3, value + 1]},
+            )
     sweep = report.load([tmp_path / "sweep"])
     assert sweep.keys == ["estimator"]  # seed, hydra.*, paths.* do not split groups
     assert sweep.common == {"debug": "fast"}
@@ -173,13 +207,34 @@ def test_override_parsing_and_ignored_keys():
 def test_plots_metric_selection_and_out_dir(tmp_path, capsys):
     for estimator in ("implicit", "score"):
         for seed in (0, 1):
-            make_job(tmp_path / "sweep", f"{estimator}{seed}", [f"estimator={estimator}", f"seed={seed}"],
-                     metrics={"test/elbo": -100.0 - seed, "test/nll": 99.0}, best=-99.0,
-                     curves={"train/elbo": [-120.0, -110.0, -105.0], "val/elbo": [-118.0, -108.0, -104.0],
-                             "grad/var/encoder": [1e3, 1e2, 1e1], "grad/var/decoder": [1.0, 0.5, 0.1]})
+            make_job(
+                tmp_path / "sweep",
+                f"{estimator}{seed}",
+                [f"estimator={estimator}", f"seed={seed}"],
+                metrics={"test/elbo": -100.0 - seed, "test/nll": 99.0},
+                best=-99.0,
+                curves={
+                    "train/elbo": [-120.0, -110.0, -105.0],
+                    "val/elbo": [-118.0, -108.0, -104.0],
+                    "grad/var/encoder": [1e3, 1e2, 1e1],
+                    "grad/var/decoder": [1.0, 0.5, 0.1],
+                },
+            )
     out = tmp_path / "report"
-    assert report.main([str(tmp_path / "sweep"), "--out", str(out), "--metric", "test/elbo",
-                        "--metric", "grad/var/decoder"]) == 0
+    assert (
+        report.main(
+            [
+                str(tmp_path / "sweep"),
+                "--out",
+                str(out),
+                "--metric",
+                "test/elbo",
+                "--metric",
+                "grad/var/decoder",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| estimator | n | seeds | test/elbo | grad/var/decoder |" in printed
     table = pd.read_csv(out / "summary.csv")
@@ -200,25 +255,37 @@ def test_several_dirs_and_a_single_run_dir(tmp_path, capsys):
     assert report.main([str(a), str(b), "--no-plots"]) == 0  # run directories themselves
     capsys.readouterr()
     table = pd.read_csv(a / "summary.csv")
-    assert table[["n", "seeds", "test/elbo_mean", "test/elbo_std"]].values.tolist() == \
-        [[2, "0,1", -2.0, pytest.approx(math.sqrt(2.0))]]
+    assert table[["n", "seeds", "test/elbo_mean", "test/elbo_std"]].values.tolist() == [
+        [2, "0,1", -2.0, pytest.approx(math.sqrt(2.0))]
+    ]
     # a stale report does not confuse the next one: summary.csv / summary.md are not jobs
     assert report.main([str(tmp_path), "--no-plots"]) == 0
     assert "2 jobs in 1 group: 2 completed" in capsys.readouterr().out
 
 
 def test_columns_gives_a_two_way_table_in_natural_order(tmp_path, capsys):
-    nll = {("gaussian", 2): [136.0, 138.0], ("gaussian", 10): [96.0], ("vonmises", 2): [135.0, 134.0],
-           ("vonmises", 10): [108.0]}
+    nll = {
+        ("gaussian", 2): [136.0, 138.0],
+        ("gaussian", 10): [96.0],
+        ("vonmises", 2): [135.0, 134.0],
+        ("vonmises", 10): [108.0],
+    }
     for (posterior, dim), values in nll.items():
         for seed, value in enumerate(values):
-            make_job(tmp_path / "sweep", f"{posterior}-{dim}-{seed}",
-                     [f"posterior={posterior}", f"model.latent_dim={dim}", f"seed={seed}"],
-                     metrics={"test/nll": value})
-    assert report.main([str(tmp_path / "sweep"), "--no-plots", "--metric", "test/nll",
-                        "--columns", "model.latent_dim"]) == 0
+            make_job(
+                tmp_path / "sweep",
+                f"{posterior}-{dim}-{seed}",
+                [f"posterior={posterior}", f"model.latent_dim={dim}", f"seed={seed}"],
+                metrics={"test/nll": value},
+            )
+    assert (
+        report.main(
+            [str(tmp_path / "sweep"), "--no-plots", "--metric", "test/nll", "--columns", "model.latent_dim"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    table = out[out.index("test/nll by model.latent_dim"):].splitlines()
+    table = out[out.index("test/nll by model.latent_dim") :].splitlines()
     assert table[2] == "| posterior | model.latent_dim=2 | model.latent_dim=10 |"  # 2 before 10
     assert table[4] == "| posterior=gaussian | 137 ± 1.4 (2) | **96** |"
     assert table[5] == "| posterior=vonmises | **134.5 ± 0.71 (2)** | 108 |"
@@ -226,5 +293,7 @@ def test_columns_gives_a_two_way_table_in_natural_order(tmp_path, capsys):
 
     assert report.main([str(tmp_path / "sweep"), "--no-plots", "--columns", "seed"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["vae-lab report: error: --columns seed: not an override that varies between groups; "
-                   "choose from: model.latent_dim, posterior"]
+    assert err == [
+        "vae-lab report: error: --columns seed: not an override that varies between groups; "
+        "choose from: model.latent_dim, posterior"
+    ]

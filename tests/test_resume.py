@@ -184,7 +184,6 @@ def test_sigint_at_an_epoch_boundary_stops_cleanly_and_resumes_exactly(cli, refe
     assert summary(run_dir)["metrics"] == summary(reference)["metrics"]
 
 
-
 def test_resume_at_an_epoch_cut_short_by_limit_train_batches_is_exact(cli, tmp_path):
     """An epoch that ends at trainer.limit_train_batches (4 of 7 batches) is finished: the resumed run
     starts the next epoch with a fresh shuffle, as the uninterrupted run does."""
@@ -205,6 +204,7 @@ def test_resume_at_an_epoch_cut_short_by_limit_train_batches_is_exact(cli, tmp_p
     run_dir = only_run_dir(cli.cwd)
     assert (run_dir / "metrics.csv").read_bytes() == (reference / "metrics.csv").read_bytes()
     assert summary(run_dir)["metrics"] == summary(reference)["metrics"]
+
 
 # -- nothing to resume -----------------------------------------------------------------------------
 def test_resume_with_nothing_to_resume_fails_with_one_line(cli):

@@ -39,8 +39,15 @@ from vae_lab.rundir import run_overrides
 # Overrides that do not define an experimental condition: jobs that differ only in these share a group.
 # `seed` is what the statistics run over; the others change where files go, how many threads or processes
 # run, or what is shown while running, never the numbers.
-IGNORED_KEYS: tuple[str, ...] = ("seed", "resume", "threads", "hydra", "paths", "callbacks.progress_bar",
-                                 "trainer.enable_progress_bar")
+IGNORED_KEYS: tuple[str, ...] = (
+    "seed",
+    "resume",
+    "threads",
+    "hydra",
+    "paths",
+    "callbacks.progress_bar",
+    "trainer.enable_progress_bar",
+)
 COMPLETED = "completed"
 UNFINISHED_STATUSES = ("running", "interrupted", "missing")  # "missing": no summary.json (yet)
 BEST_PREFIX = "best/"  # summary.json's "best" entries, e.g. best/val/elbo: the best val/elbo of the run
@@ -245,10 +252,19 @@ def load(dirs: Iterable[str | os.PathLike]) -> Sweep:
     jobs = pd.DataFrame.from_records(records)
     trailing = [c for c in jobs.columns if c not in leading]
     jobs = jobs[[c for c in leading if c in jobs.columns] + trailing]
-    curves = (pd.concat(curve_frames, ignore_index=True)[["job", "step", "epoch", "metric", "value"]]
-              if curve_frames else pd.DataFrame(columns=["job", "step", "epoch", "metric", "value"]))
-    return Sweep(jobs=jobs, curves=curves, keys=keys, common=common, override_keys=override_keys,
-                 metric_names=metric_names)
+    curves = (
+        pd.concat(curve_frames, ignore_index=True)[["job", "step", "epoch", "metric", "value"]]
+        if curve_frames
+        else pd.DataFrame(columns=["job", "step", "epoch", "metric", "value"])
+    )
+    return Sweep(
+        jobs=jobs,
+        curves=curves,
+        keys=keys,
+        common=common,
+        override_keys=override_keys,
+        metric_names=metric_names,
+    )
 
 
 def _key_order(key: str) -> tuple[int, str]:
@@ -370,8 +386,10 @@ def markdown_table(table: pd.DataFrame, sweep: Sweep, metrics: Sequence[str]) ->
 
 def _check_columns(sweep: Sweep, column: str) -> None:
     if column not in sweep.keys:
-        raise ReportError(f"--columns {column}: not an override that varies between groups; choose from: "
-                          f"{', '.join(sweep.keys) or '(none: a single group)'}")
+        raise ReportError(
+            f"--columns {column}: not an override that varies between groups; choose from: "
+            f"{', '.join(sweep.keys) or '(none: a single group)'}"
+        )
 
 
 def pivot_table(table: pd.DataFrame, sweep: Sweep, metric: str, column: str) -> str:
@@ -392,9 +410,12 @@ def pivot_table(table: pd.DataFrame, sweep: Sweep, metric: str, column: str) -> 
         means = [cells[lb, v][0] for lb in labels if (lb, v) in cells and np.isfinite(cells[lb, v][0])]
         if sign and len(set(means)) > 1:
             best[v] = max(means) if sign > 0 else min(means)
-    lines = [f"{metric} by {column} (mean ± sd over seeds, n in brackets where it is not 1)", "",
-             "| " + " | ".join([" ".join(rows_keys) or "group", *(f"{column}={v}" for v in values)]) + " |",
-             "|" + "|".join("---" for _ in range(len(values) + 1)) + "|"]
+    lines = [
+        f"{metric} by {column} (mean ± sd over seeds, n in brackets where it is not 1)",
+        "",
+        "| " + " | ".join([" ".join(rows_keys) or "group", *(f"{column}={v}" for v in values)]) + " |",
+        "|" + "|".join("---" for _ in range(len(values) + 1)) + "|",
+    ]
     for lb in labels:
         row = [lb]
         for v in values:
@@ -420,8 +441,14 @@ def _job_line(row: pd.Series, sweep: Sweep) -> str:
     return f"- `{row['job']}`{label}: {detail}"
 
 
-def markdown_report(sweep: Sweep, table: pd.DataFrame, metrics: Sequence[str], dirs: Sequence[str],
-                    plots: Sequence[str] = (), columns: str | None = None) -> str:
+def markdown_report(
+    sweep: Sweep,
+    table: pd.DataFrame,
+    metrics: Sequence[str],
+    dirs: Sequence[str],
+    plots: Sequence[str] = (),
+    columns: str | None = None,
+) -> str:
     counts = sweep.jobs["outcome"].value_counts()
     n_jobs, n_groups = len(sweep.jobs), len(table)
     lines = [
@@ -478,8 +505,14 @@ def _group_curves(sweep: Sweep, metric: str) -> list[tuple[str, pd.DataFrame]]:
 
 
 def _line_with_band(ax, stats: pd.DataFrame, label: str, color: str) -> None:
-    (line,) = ax.plot(stats["step"], stats["mean"], marker="o" if len(stats) < 20 else None, ms=3,
-                      color=color, label=f"{label} (n={int(stats['count'].max())})")
+    (line,) = ax.plot(
+        stats["step"],
+        stats["mean"],
+        marker="o" if len(stats) < 20 else None,
+        ms=3,
+        color=color,
+        label=f"{label} (n={int(stats['count'].max())})",
+    )
     band = stats["count"] > 1
     if band.any():
         lo = stats["mean"] - stats["std"].fillna(0)
@@ -545,8 +578,14 @@ def plot_final(sweep: Sweep, table: pd.DataFrame, metrics: Sequence[str], path: 
     x = np.arange(len(table))
     for ax, m in zip(axes[0], metrics, strict=True):
         for i in x:
-            ax.errorbar(x[i], table[f"{m}_mean"].iloc[i], yerr=np.nan_to_num(table[f"{m}_std"].iloc[i]),
-                        fmt="o", capsize=4, color=sweep.color(table["group"].iloc[i]))
+            ax.errorbar(
+                x[i],
+                table[f"{m}_mean"].iloc[i],
+                yerr=np.nan_to_num(table[f"{m}_std"].iloc[i]),
+                fmt="o",
+                capsize=4,
+                color=sweep.color(table["group"].iloc[i]),
+            )
         ax.set_xlim(-0.5, len(table) - 0.5)
         ax.set_xticks(x, table["group"], rotation=30, ha="right", fontsize="small")
         ax.set(title=m, ylabel=m)
@@ -570,9 +609,13 @@ class Report:
     written: list[str]
 
 
-def write_report(dirs: Sequence[str], out: str | os.PathLike | None = None,
-                 metrics: Sequence[str] | None = None, plots: bool = True,
-                 columns: str | None = None) -> Report:
+def write_report(
+    dirs: Sequence[str],
+    out: str | os.PathLike | None = None,
+    metrics: Sequence[str] | None = None,
+    plots: bool = True,
+    columns: str | None = None,
+) -> Report:
     """Load the jobs under ``dirs``, write summary.csv, jobs.csv, summary.md (and the plots) into ``out``
     (default: the first DIR). ``columns``: also a two-way table per metric with one column per value of
     that override (:func:`pivot_table`)."""
@@ -582,8 +625,9 @@ def write_report(dirs: Sequence[str], out: str | os.PathLike | None = None,
     if metrics:
         unknown = [m for m in metrics if m not in sweep.metric_names]
         if unknown and sweep.metric_names:
-            raise ReportError(f"--metric {unknown[0]}: no job has it; choose from: "
-                              f"{', '.join(sweep.metric_names)}")
+            raise ReportError(
+                f"--metric {unknown[0]}: no job has it; choose from: {', '.join(sweep.metric_names)}"
+            )
         metrics = list(dict.fromkeys(metrics))
     else:
         metrics = default_metrics(sweep)
@@ -627,16 +671,28 @@ def build_parser() -> argparse.ArgumentParser:
         "unfinished ones (running, interrupted, no summary.json) are listed, never used in the statistics. "
         "Example: vae-lab report outputs/multirun/2024-05-01/12-00-00",
     )
-    parser.add_argument("dirs", nargs="+", metavar="DIR",
-                        help="a multirun directory, a date directory, outputs/, or run directories")
+    parser.add_argument(
+        "dirs",
+        nargs="+",
+        metavar="DIR",
+        help="a multirun directory, a date directory, outputs/, or run directories",
+    )
     parser.add_argument("--out", metavar="DIR", help="where to write the report (default: the first DIR)")
-    parser.add_argument("--metric", action="append", metavar="NAME", dest="metrics",
-                        help="a final metric to tabulate (repeatable), e.g. test/elbo, best/val/elbo, "
-                        "grad/var/encoder; default: see below")
+    parser.add_argument(
+        "--metric",
+        action="append",
+        metavar="NAME",
+        dest="metrics",
+        help="a final metric to tabulate (repeatable), e.g. test/elbo, best/val/elbo, "
+        "grad/var/encoder; default: see below",
+    )
     parser.add_argument("--no-plots", action="store_true", help="write the tables only")
-    parser.add_argument("--columns", metavar="KEY",
-                        help="also tabulate each metric two-way, one column per value of this override "
-                        "(e.g. model.latent_dim), one row per value of the others")
+    parser.add_argument(
+        "--columns",
+        metavar="KEY",
+        help="also tabulate each metric two-way, one column per value of this override "
+        "(e.g. model.latent_dim), one row per value of the others",
+    )
     return parser
 
 
@@ -647,8 +703,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
     try:
-        report = write_report(args.dirs, args.out, args.metrics, plots=not args.no_plots,
-                              columns=args.columns)
+        report = write_report(
+            args.dirs, args.out, args.metrics, plots=not args.no_plots, columns=args.columns
+        )
     except ReportError as err:
         print(f"vae-lab report: error: {err}", file=sys.stderr)
         return 2

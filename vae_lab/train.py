@@ -220,8 +220,16 @@ def _best_score(trainer: pl.Trainer, metrics: dict[str, float]) -> float:
 #: The metric columns of TensorBoard's hparams tab: the same keys in every run, so a sweep compares in
 #: one table (a key a run never logs, e.g. test/perplexity on images, is left blank).
 HPARAMS_METRICS: tuple[str, ...] = (
-    "val/elbo", "val/kl", "val/recon", "test/elbo", "test/kl", "test/recon", "test/nll", "test/perplexity",
-    "grad/var/encoder", "grad/var/decoder",
+    "val/elbo",
+    "val/kl",
+    "val/recon",
+    "test/elbo",
+    "test/kl",
+    "test/recon",
+    "test/nll",
+    "test/perplexity",
+    "grad/var/encoder",
+    "grad/var/decoder",
 )
 
 

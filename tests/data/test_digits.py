@@ -69,11 +69,17 @@ def test_dataloaders():
 
 @pytest.mark.parametrize(
     "kwargs, key",
-    [({"batch_size": 0}, "batch_size"), ({"batch_size": 2.5}, "batch_size"),
-     ({"eval_batch_size": -1}, "eval_batch_size"), ({"threshold": 0}, "threshold"),
-     ({"threshold": 17}, "threshold"), ({"val_size": 0}, "val_size"),
-     ({"val_size": 1000, "test_size": 1000}, "val_size"), ({"seed": "x"}, "seed"),
-     ({"drop_last": 1}, "drop_last")],
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"eval_batch_size": -1}, "eval_batch_size"),
+        ({"threshold": 0}, "threshold"),
+        ({"threshold": 17}, "threshold"),
+        ({"val_size": 0}, "val_size"),
+        ({"val_size": 1000, "test_size": 1000}, "val_size"),
+        ({"seed": "x"}, "seed"),
+        ({"drop_last": 1}, "drop_last"),
+    ],
 )
 def test_invalid_arguments(kwargs, key):
     with pytest.raises(ValueError, match=key) as info:
@@ -100,11 +106,20 @@ class Tiny(pl.LightningModule):
 
 def fit(tmp_path, max_epochs, ckpt=None, every=None, max_steps=-1):
     seen: list[torch.Tensor] = []
-    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=every,
-                                 save_top_k=-1 if every else 1)
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=max_epochs, max_steps=max_steps, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[checkpoint],
-                         default_root_dir=tmp_path, num_sanity_val_steps=0)
+    checkpoint = ModelCheckpoint(
+        dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=every, save_top_k=-1 if every else 1
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[checkpoint],
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(Tiny(seen), datamodule=DigitsDataModule(batch_size=300, seed=4), ckpt_path=ckpt)
     return seen
 
@@ -137,8 +152,12 @@ def test_hydra_config_instantiates(name, tmp_path):
         {"data": OmegaConf.load(REPO / "conf" / "data" / f"{name}.yaml")},
     )
     dm = instantiate(cfg.data)  # builds without reading any file
-    expected = {"digits": DigitsDataModule, "mnist": MNISTDataModule,
-                "binarized_mnist": BinarizedMNISTDataModule, "20news": NewsgroupsDataModule}[name]
+    expected = {
+        "digits": DigitsDataModule,
+        "mnist": MNISTDataModule,
+        "binarized_mnist": BinarizedMNISTDataModule,
+        "20news": NewsgroupsDataModule,
+    }[name]
     assert type(dm) is expected and dm.seed == 3 and dm.data_dir == tmp_path
     assert isinstance(dm.input_dim, int) and isinstance(dm.train_size, int)
     assert dm.kind in {"binary", "counts"}
@@ -149,4 +168,3 @@ def test_hydra_config_instantiates(name, tmp_path):
 def test_null_data_dir_means_default(monkeypatch, tmp_path):
     monkeypatch.setenv("VAE_LAB_DATA_DIR", str(tmp_path))
     assert DigitsDataModule(data_dir=None).data_dir == tmp_path
-

@@ -62,8 +62,9 @@ def test_data_error_is_one_line():
 def test_download_with_matching_checksum(server, tmp_path):
     seen = []
     folder = tmp_path / "new" / "folder"  # created on demand
-    path = fetch("payload.bin", folder, f"{server}/payload.bin", PAYLOAD_SHA, validate=seen.append,
-                 progress=False)
+    path = fetch(
+        "payload.bin", folder, f"{server}/payload.bin", PAYLOAD_SHA, validate=seen.append, progress=False
+    )
     assert path == folder / "payload.bin"
     assert path.read_bytes() == PAYLOAD
     assert seen == [path]

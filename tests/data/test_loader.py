@@ -43,8 +43,9 @@ def test_shuffle_is_a_fresh_permutation_each_epoch():
 
 def test_same_seed_same_batches_other_seed_other_batches():
     def run(seed):
-        b = TensorBatches(rows(50), 8, shuffle=True, seed=seed,
-                          transform=lambda x, g: x + torch.rand(x.shape, generator=g))
+        b = TensorBatches(
+            rows(50), 8, shuffle=True, seed=seed, transform=lambda x, g: x + torch.rand(x.shape, generator=g)
+        )
         return [torch.cat(epoch(b)) for _ in range(3)]
 
     a, b, c = run(0), run(0), run(1)
@@ -62,15 +63,19 @@ def test_transform_gets_a_generator_and_bernoulli_is_reproducible():
     assert torch.equal(e1, again)
     # the permutation does not depend on whether a transform draws random numbers
     plain = TensorBatches(rows(30), 7, shuffle=True, seed=5)
-    drawing = TensorBatches(rows(30), 7, shuffle=True, seed=5,
-                            transform=lambda x, g: x + 0 * torch.rand(1, generator=g))
+    drawing = TensorBatches(
+        rows(30), 7, shuffle=True, seed=5, transform=lambda x, g: x + 0 * torch.rand(1, generator=g)
+    )
     assert ids(epoch(plain)) == ids(epoch(drawing))
 
 
 @pytest.mark.parametrize("stop", [0, 3, 6])  # before, inside and at the end of an epoch
 def test_state_dict_resumes_the_same_stream(stop):
-    make = lambda: TensorBatches(rows(40), 7, shuffle=True, seed=11,  # noqa: E731
-                                 transform=lambda x, g: x + torch.rand(x.shape, generator=g))
+    def make():
+        return TensorBatches(
+            rows(40), 7, shuffle=True, seed=11, transform=lambda x, g: x + torch.rand(x.shape, generator=g)
+        )
+
     reference = make()
     expected = epoch(reference) + epoch(reference)  # two full epochs, 12 batches
 
@@ -131,17 +136,28 @@ class TinyModel(pl.LightningModule):
 
 
 def quiet_trainer(tmp_path, **kwargs) -> pl.Trainer:
-    return pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-                      **kwargs)
+    return pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
 
 
 def test_lightning_fit_and_test_accept_tensor_batches(tmp_path):
     x = torch.randn(45, 4)
     model = TinyModel(4)
     trainer = quiet_trainer(tmp_path, num_sanity_val_steps=0)
-    trainer.fit(model, train_dataloaders=TensorBatches(x, 10, shuffle=True, seed=0),
-                val_dataloaders=TensorBatches(x[:25], 20))
+    trainer.fit(
+        model,
+        train_dataloaders=TensorBatches(x, 10, shuffle=True, seed=0),
+        val_dataloaders=TensorBatches(x[:25], 20),
+    )
     assert model.seen["train"] == [(10, 4)] * 4 + [(5, 4)]
     assert model.seen["val"] == [(20, 4), (5, 4)]
     assert trainer.num_training_batches == 5

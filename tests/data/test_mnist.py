@@ -79,6 +79,7 @@ def test_mnist_dataloaders(mnist, shared_data_dir):
     other.setup()
     assert torch.equal(other.val_data, mnist.val_data) and torch.equal(other.test_data, mnist.test_data)
     assert torch.equal(other.train_data, mnist.train_data)
+
     # the run seed drives the training draws, reproducibly
     def first_batch(seed: int) -> torch.Tensor:
         dm = MNISTDataModule(data_dir=shared_data_dir, seed=seed)
@@ -91,8 +92,11 @@ def test_mnist_dataloaders(mnist, shared_data_dir):
 
 def test_read_binarized_mnist(shared_data_dir):
     arrays = read_binarized_mnist_npz(shared_data_dir / "binarized_mnist" / "binarized_mnist.npz")
-    assert {k: a.shape for k, a in arrays.items()} == {"train": (50000, 784), "valid": (10000, 784),
-                                                       "test": (10000, 784)}
+    assert {k: a.shape for k, a in arrays.items()} == {
+        "train": (50000, 784),
+        "valid": (10000, 784),
+        "test": (10000, 784),
+    }
     assert all(a.dtype == np.uint8 and a.max() == 1 for a in arrays.values())
 
 
@@ -120,8 +124,13 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 def test_corrupt_mnist_files(tmp_path):
     path = tmp_path / "mnist.npz"
-    np.savez(path, x_train=np.zeros((100, 28, 28), np.uint8), y_train=np.zeros(100, np.uint8),
-             x_test=np.zeros((10000, 28, 28), np.uint8), y_test=np.zeros(10000, np.uint8))
+    np.savez(
+        path,
+        x_train=np.zeros((100, 28, 28), np.uint8),
+        y_train=np.zeros(100, np.uint8),
+        x_test=np.zeros((10000, 28, 28), np.uint8),
+        y_test=np.zeros(10000, np.uint8),
+    )
     with pytest.raises(DataError) as info:
         read_mnist_npz(path)
     assert "x_train" in one_line(info) and "(100, 28, 28)" in one_line(info)
@@ -136,8 +145,12 @@ def test_corrupt_mnist_files(tmp_path):
 
 def test_corrupt_binarized_file(tmp_path):
     path = tmp_path / "binarized_mnist.npz"
-    np.savez(path, train=np.full((50000, 784), 2, np.uint8), valid=np.zeros((10000, 784), np.uint8),
-             test=np.zeros((10000, 784), np.uint8))
+    np.savez(
+        path,
+        train=np.full((50000, 784), 2, np.uint8),
+        valid=np.zeros((10000, 784), np.uint8),
+        test=np.zeros((10000, 784), np.uint8),
+    )
     with pytest.raises(DataError) as info:
         read_binarized_mnist_npz(path)
     assert "values up to 2" in one_line(info)
@@ -199,8 +212,11 @@ def test_binarized_mnist_download_and_conversion(tmp_path):
     www = tmp_path / "www"
     www.mkdir()
     rng = np.random.RandomState(1)
-    splits = {"train": rng.randint(0, 2, (4, 784)), "valid": rng.randint(0, 2, (2, 784)),
-              "test": rng.randint(0, 2, (3, 784))}
+    splits = {
+        "train": rng.randint(0, 2, (4, 784)),
+        "valid": rng.randint(0, 2, (2, 784)),
+        "test": rng.randint(0, 2, (3, 784)),
+    }
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=www))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:

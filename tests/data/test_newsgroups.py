@@ -31,11 +31,13 @@ def test_read_real_files(shared_data_dir):
 
 def test_read_nvdm_hand_made(tmp_path):
     path = tmp_path / "tiny.feat"
-    path.write_text("1 1:2 3:1\n"
-                    "1 \n"  # an empty document in the middle: skipped
-                    "\n"  # a blank line: skipped
-                    "7\t2:5  2:1 4:3\n"  # any label, tabs, a repeated id (counts add up)
-                    "1 \n")  # the empty last line of NVDM files
+    path.write_text(
+        "1 1:2 3:1\n"
+        "1 \n"  # an empty document in the middle: skipped
+        "\n"  # a blank line: skipped
+        "7\t2:5  2:1 4:3\n"  # any label, tabs, a repeated id (counts add up)
+        "1 \n"
+    )  # the empty last line of NVDM files
     docs = read_nvdm(path, 4)
     assert docs.tolist() == [[2.0, 0.0, 1.0, 0.0], [0.0, 6.0, 0.0, 3.0]]
     # no trailing newline at all
@@ -45,9 +47,14 @@ def test_read_nvdm_hand_made(tmp_path):
 
 @pytest.mark.parametrize(
     "text, match",
-    [("1 1:2 x:3\n", "line 1 is not"), ("hello world\n", "line 1 is not"),
-     ("1 1:1\n1 2;1\n", "line 2 is not"), ("1 5:1\n", "word id 5, outside the vocabulary 1..4"),
-     ("1 0:1\n", "word id 0"), ("1 \n\n", "no documents")],
+    [
+        ("1 1:2 x:3\n", "line 1 is not"),
+        ("hello world\n", "line 1 is not"),
+        ("1 1:1\n1 2;1\n", "line 2 is not"),
+        ("1 5:1\n", "word id 5, outside the vocabulary 1..4"),
+        ("1 0:1\n", "word id 0"),
+        ("1 \n\n", "no documents"),
+    ],
 )
 def test_read_nvdm_rejects_garbage(tmp_path, text, match):
     path = tmp_path / "bad.feat"

@@ -31,15 +31,27 @@ def lda(prior=None, estimator=None, posterior=None, **kwargs) -> VAE:
     return VAE(
         posterior=posterior or DirichletHead(K, min_concentration=0.1),
         prior=prior or DirichletPrior(K, alpha=0.7),
-        estimator=estimator or ImplicitEstimator(), encoder=functools.partial(MLP, hidden=[8]),
-        decoder=TopicDecoder, likelihood=WordCounts(), optimizer=functools.partial(torch.optim.Adam, lr=1e-2),
-        input_dim=V, latent_dim=K, **kwargs,
+        estimator=estimator or ImplicitEstimator(),
+        encoder=functools.partial(MLP, hidden=[8]),
+        decoder=TopicDecoder,
+        likelihood=WordCounts(),
+        optimizer=functools.partial(torch.optim.Adam, lr=1e-2),
+        input_dim=V,
+        latent_dim=K,
+        **kwargs,
     )
 
 
 def quiet_trainer(**kwargs) -> pl.Trainer:
-    return pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, num_sanity_val_steps=0, **kwargs)
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
 
 
 # -- decoder and likelihood ---------------------------------------------------------------------------
@@ -88,8 +100,13 @@ def test_topic_decoder_needs_a_dirichlet_posterior():
 def dirichlet_kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """KL(Dir(a) || Dir(b)) written out (not torch's registered KL)."""
     a0, b0 = a.sum(-1), b.sum(-1)
-    return (torch.lgamma(a0) - torch.lgamma(a).sum(-1) - torch.lgamma(b0) + torch.lgamma(b).sum(-1)
-            + ((a - b) * (torch.digamma(a) - torch.digamma(a0).unsqueeze(-1))).sum(-1))
+    return (
+        torch.lgamma(a0)
+        - torch.lgamma(a).sum(-1)
+        - torch.lgamma(b0)
+        + torch.lgamma(b).sum(-1)
+        + ((a - b) * (torch.digamma(a) - torch.digamma(a0).unsqueeze(-1))).sum(-1)
+    )
 
 
 def test_perplexity_matches_a_hand_computed_value_over_uneven_batches():
@@ -105,13 +122,16 @@ def test_perplexity_matches_a_hand_computed_value_over_uneven_batches():
                 layer.weight.zero_()
         model.encoder[-1].bias.copy_(torch.tensor([inverse_softplus(float(v)) for v in a]))
         model.decoder.topics.copy_(beta_logits.expand(K, V))
-    docs = torch.tensor([
-        [3, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # no tokens: left out of the perplexity
-        [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
-        [0, 40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # long, of an improbable word
-        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],  # one token of the likeliest word
-    ], dtype=torch.float32)
+    docs = torch.tensor(
+        [
+            [3, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # no tokens: left out of the perplexity
+            [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+            [0, 40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # long, of an improbable word
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],  # one token of the likeliest word
+        ],
+        dtype=torch.float32,
+    )
     log_beta = torch.log_softmax(beta_logits.double(), -1)
     elbo = docs.double() @ log_beta - dirichlet_kl(a.double(), torch.full((K,), 0.7).double())
     n = docs.sum(-1).double()
@@ -143,8 +163,10 @@ class AlphaTrace(pl.Callback):
 def test_learnable_prior_is_frozen_for_freeze_steps_and_trained_after(estimator):
     torch.manual_seed(0)
     freeze = 3
-    model = lda(prior=DirichletPrior(K, alpha=0.7, learnable=True, min_alpha=0.1, freeze_steps=freeze),
-                estimator=estimator)
+    model = lda(
+        prior=DirichletPrior(K, alpha=0.7, learnable=True, min_alpha=0.1, freeze_steps=freeze),
+        estimator=estimator,
+    )
     initial = model.prior.alpha.detach().clone()
     weights = [model.encoder[0].weight.detach().clone()]
     docs = torch.poisson(torch.full((40, V), 1.5))
@@ -185,8 +207,13 @@ def test_lda_20news_preset_has_the_papers_settings_and_takes_the_estimator_from_
     assert (cfg.prior.min_alpha, cfg.prior.max_alpha) == (0.1, 1e3)
     assert (cfg.posterior.min_concentration, cfg.posterior.max_concentration) == (0.1, 1e3)
     assert "topic_words" in cfg.callbacks and "model_checkpoint" in cfg.callbacks
-    model = instantiate(cfg.model, posterior=instantiate(cfg.posterior), prior=instantiate(cfg.prior),
-                        estimator=instantiate(cfg.estimator), input_dim=1995)
+    model = instantiate(
+        cfg.model,
+        posterior=instantiate(cfg.posterior),
+        prior=instantiate(cfg.prior),
+        estimator=instantiate(cfg.estimator),
+        input_dim=1995,
+    )
     assert model.counts and model.prior_freeze_steps == 120_000
     assert model.decoder.topics.shape == (50, 1995)
     # default estimator: implicit

@@ -49,8 +49,12 @@ def test_topic_words_ignores_a_model_without_topics():
 
 
 def test_lda_20news_preset_runs_end_to_end_with_perplexity_and_topics(cli, shared_data_dir):
-    proc = cli("train", "experiment=figurnov2018/lda_20news", "+debug=fast",
-               env={"VAE_LAB_DATA_DIR": str(shared_data_dir)})
+    proc = cli(
+        "train",
+        "experiment=figurnov2018/lda_20news",
+        "+debug=fast",
+        env={"VAE_LAB_DATA_DIR": str(shared_data_dir)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = [p.parent for p in Path(cli.cwd).glob("outputs/*/*/summary.json")]
     assert len(runs) == 1, runs

@@ -53,8 +53,10 @@ class DigitsDataModule(InMemoryDataModule):
         self.val_size = check_int("val_size", val_size, minimum=1, maximum=DIGITS_ROWS - 2)
         self.test_size = check_int("test_size", test_size, minimum=1, maximum=DIGITS_ROWS - 2)
         if self.val_size + self.test_size > DIGITS_ROWS - 1:
-            raise ValueError(f"val_size + test_size must be <= {DIGITS_ROWS - 1} to leave training data, "
-                             f"got {self.val_size} + {self.test_size}")
+            raise ValueError(
+                f"val_size + test_size must be <= {DIGITS_ROWS - 1} to leave training data, "
+                f"got {self.val_size} + {self.test_size}"
+            )
         self.input_dim = 64
         self.image_shape = (8, 8)
         self.kind = "binary"

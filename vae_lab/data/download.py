@@ -84,8 +84,9 @@ def _progress(total: int | None, desc: str, enabled: bool):
             def close(self) -> None: ...
 
         return _Null()
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                leave=False)
+    return tqdm(
+        total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, leave=False
+    )
 
 
 def fetch(
@@ -118,13 +119,17 @@ def fetch(
 
     where = f"{filename} is not in {folder}"
     if not sha256:
-        raise DataError(f"{where} and no trusted sha256 is known for {url}, so it is not downloaded; "
-                        f"put the file there yourself or set {ENV_VAR} to a folder that has it")
+        raise DataError(
+            f"{where} and no trusted sha256 is known for {url}, so it is not downloaded; "
+            f"put the file there yourself or set {ENV_VAR} to a folder that has it"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise DataError(f"{where} and the folder cannot be created ({err.strerror or err}); "
-                        f"set {ENV_VAR} to a writable folder") from err
+        raise DataError(
+            f"{where} and the folder cannot be created ({err.strerror or err}); "
+            f"set {ENV_VAR} to a writable folder"
+        ) from err
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=folder)
     tmp = Path(tmp_name)
@@ -135,8 +140,11 @@ def fetch(
                 request = urllib.request.Request(url, headers={"User-Agent": "vae-lab"})
                 with urllib.request.urlopen(request, timeout=timeout) as response:
                     length = response.headers.get("Content-Length")
-                    bar = _progress(int(length) if length and length.isdigit() else None,
-                                    f"downloading {filename}", progress)
+                    bar = _progress(
+                        int(length) if length and length.isdigit() else None,
+                        f"downloading {filename}",
+                        progress,
+                    )
                     try:
                         for chunk in iter(lambda: response.read(_CHUNK), b""):
                             out.write(chunk)
@@ -149,12 +157,16 @@ def fetch(
                     reason = f"HTTP {err.code} {err.reason}"
                 else:
                     reason = getattr(err, "reason", None) or err
-                raise DataError(f"{where} and downloading it from {url} failed ({reason}); offline? put "
-                                f"the file there yourself or set {ENV_VAR} to a folder that has it") from err
+                raise DataError(
+                    f"{where} and downloading it from {url} failed ({reason}); offline? put "
+                    f"the file there yourself or set {ENV_VAR} to a folder that has it"
+                ) from err
         actual = digest.hexdigest()
         if actual != sha256.lower():
-            raise DataError(f"checksum mismatch for {filename} downloaded from {url}: expected sha256 "
-                            f"{sha256.lower()}, got {actual}; the download was discarded")
+            raise DataError(
+                f"checksum mismatch for {filename} downloaded from {url}: expected sha256 "
+                f"{sha256.lower()}, got {actual}; the download was discarded"
+            )
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared data folder from other users
         os.replace(tmp, path)
     finally:

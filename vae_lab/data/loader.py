@@ -24,8 +24,10 @@ Transform = Callable[[Tensor, torch.Generator], Tensor]
 
 def _derived_seed(*words: int) -> int:
     """A 63-bit seed derived from integers with NumPy's SeedSequence (stable across versions)."""
-    return int(np.random.SeedSequence([int(w) & 0xFFFFFFFF for w in words]).generate_state(2, np.uint64)[0]
-               >> np.uint64(1))
+    return int(
+        np.random.SeedSequence([int(w) & 0xFFFFFFFF for w in words]).generate_state(2, np.uint64)[0]
+        >> np.uint64(1)
+    )
 
 
 class TensorBatches:
@@ -139,8 +141,12 @@ class TensorBatches:
         else:
             generator, transform_generator = self._epoch_start_state
             position = self._position
-        return {"seed": self.seed, "generator": generator, "transform_generator": transform_generator,
-                "position": position}
+        return {
+            "seed": self.seed,
+            "generator": generator,
+            "transform_generator": transform_generator,
+            "position": position,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
@@ -150,9 +156,11 @@ class TensorBatches:
         self._position = self._skip
 
     def __repr__(self) -> str:
-        return (f"TensorBatches(rows={self.data.shape[0]}, batch_size={self.batch_size}, "
-                f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self.seed}, "
-                f"transform={getattr(self.transform, '__name__', self.transform)})")
+        return (
+            f"TensorBatches(rows={self.data.shape[0]}, batch_size={self.batch_size}, "
+            f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self.seed}, "
+            f"transform={getattr(self.transform, '__name__', self.transform)})"
+        )
 
 
 def bernoulli_transform(x: Tensor, generator: torch.Generator) -> Tensor:
@@ -251,9 +259,16 @@ class InMemoryDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> TensorBatches:
         self._ensure_loaded()
         num_replicas, rank = self._replicas()
-        batches = TensorBatches(self.train_data, self.batch_size, shuffle=True, drop_last=self.drop_last,
-                                seed=self.seed, transform=self._train_transform(),
-                                num_replicas=num_replicas, rank=rank)
+        batches = TensorBatches(
+            self.train_data,
+            self.batch_size,
+            shuffle=True,
+            drop_last=self.drop_last,
+            seed=self.seed,
+            transform=self._train_transform(),
+            num_replicas=num_replicas,
+            rank=rank,
+        )
         if self._pending_train_state is not None:
             # resuming from a checkpoint: continue the shuffling / binarization stream where it stopped
             if int(self._pending_train_state.get("seed", self.seed)) == self.seed:
@@ -289,13 +304,20 @@ class InMemoryDataModule(pl.LightningDataModule):
         return TensorBatches(self.test_data, self.eval_batch_size)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(data_dir={str(self.data_dir)!r}, batch_size={self.batch_size}, "
-                f"eval_batch_size={self.eval_batch_size}, seed={self.seed})")
+        return (
+            f"{type(self).__name__}(data_dir={str(self.data_dir)!r}, batch_size={self.batch_size}, "
+            f"eval_batch_size={self.eval_batch_size}, seed={self.seed})"
+        )
 
     # LightningDataModule.__str__ builds every dataloader, which would read (or download) the data
     __str__ = __repr__
 
 
 def _same_layout(a: TensorBatches, b: TensorBatches) -> bool:
-    return (a.data is b.data and a.batch_size == b.batch_size and a.seed == b.seed
-            and a.num_replicas == b.num_replicas and a.rank == b.rank)
+    return (
+        a.data is b.data
+        and a.batch_size == b.batch_size
+        and a.seed == b.seed
+        and a.num_replicas == b.num_replicas
+        and a.rank == b.rank
+    )

@@ -41,12 +41,21 @@ _AMAT_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist
 # bytes). Cross-checked: the .amat text rebuilt from the arrays of the offline .npz copy hashes to
 # exactly these values.
 BINARIZED_AMAT = {  # split: (url, sha256, rows)
-    "train": (_AMAT_URL.format("train"),
-              "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d", 50000),
-    "valid": (_AMAT_URL.format("valid"),
-              "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2", 10000),
-    "test": (_AMAT_URL.format("test"),
-             "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c", 10000),
+    "train": (
+        _AMAT_URL.format("train"),
+        "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d",
+        50000,
+    ),
+    "valid": (
+        _AMAT_URL.format("valid"),
+        "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2",
+        10000,
+    ),
+    "test": (
+        _AMAT_URL.format("test"),
+        "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c",
+        10000,
+    ),
 }
 PIXELS = 784
 
@@ -65,8 +74,9 @@ def _open_npz(path: Path) -> dict[str, np.ndarray]:
 
 def _check_array(path: Path, key: str, array: np.ndarray, shape: tuple[int, ...], maximum: int) -> None:
     if array.shape != shape or array.dtype != np.uint8:
-        raise DataError(f"{path}: '{key}' has shape {array.shape} and dtype {array.dtype}, "
-                        f"expected {shape} uint8")
+        raise DataError(
+            f"{path}: '{key}' has shape {array.shape} and dtype {array.dtype}, expected {shape} uint8"
+        )
     if array.size and int(array.max()) > maximum:
         raise DataError(f"{path}: '{key}' has values up to {int(array.max())}, expected 0..{maximum}")
 
@@ -81,8 +91,9 @@ def read_mnist_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     arrays = _open_npz(path)
     missing = sorted(set(_MNIST_LAYOUT) - set(arrays))
     if missing:
-        raise DataError(f"{path} lacks the arrays {missing} (has {sorted(arrays)}); "
-                        "expected the Keras mnist.npz")
+        raise DataError(
+            f"{path} lacks the arrays {missing} (has {sorted(arrays)}); expected the Keras mnist.npz"
+        )
     for key, shape in _MNIST_LAYOUT.items():
         _check_array(path, key, arrays[key], shape, 9 if key.startswith("y") else 255)
     if int(arrays["x_train"].max()) <= 1:
@@ -96,8 +107,9 @@ def read_binarized_mnist_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarr
     arrays = _open_npz(path)
     missing = sorted(set(BINARIZED_AMAT) - set(arrays))
     if missing:
-        raise DataError(f"{path} lacks the arrays {missing} (has {sorted(arrays)}); "
-                        "expected train, valid, test")
+        raise DataError(
+            f"{path} lacks the arrays {missing} (has {sorted(arrays)}); expected train, valid, test"
+        )
     for key, (_, _, rows) in BINARIZED_AMAT.items():
         _check_array(path, key, arrays[key], (rows, PIXELS), 1)
     return arrays

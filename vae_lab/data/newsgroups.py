@@ -105,12 +105,15 @@ def read_nvdm(path: str | os.PathLike[str], vocab_size: int) -> Tensor:
     bad = (ids < 1) | (ids > vocab_size)
     if bad.any():
         doc = int(np.searchsorted(np.cumsum(lengths), int(np.argmax(bad)), side="right"))
-        raise DataError(f"{path}: document {doc + 1} has word id {int(ids[bad][0])}, "
-                        f"outside the vocabulary 1..{vocab_size}")
+        raise DataError(
+            f"{path}: document {doc + 1} has word id {int(ids[bad][0])}, "
+            f"outside the vocabulary 1..{vocab_size}"
+        )
     rows = torch.from_numpy(np.repeat(np.arange(len(lengths)), lengths))
     out = torch.zeros(len(lengths), vocab_size, dtype=torch.float32)
-    out.index_put_((rows, torch.from_numpy(ids - 1)), torch.from_numpy(counts).to(torch.float32),
-                   accumulate=True)
+    out.index_put_(
+        (rows, torch.from_numpy(ids - 1)), torch.from_numpy(counts).to(torch.float32), accumulate=True
+    )
     return out
 
 

@@ -48,7 +48,8 @@ class SparseInputLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.requires_grad:
             return torch.addmm(self.bias, x.reshape(-1, self.in_features), self.weight).reshape(
-                *x.shape[:-1], self.out_features)
+                *x.shape[:-1], self.out_features
+            )
         rows, cols = x.nonzero(as_tuple=True)  # row-major order: each row's entries are contiguous
         offsets = torch.searchsorted(rows, torch.arange(x.shape[0], device=x.device))
         out = F.embedding_bag(cols, self.weight, offsets, mode="sum", per_sample_weights=x[rows, cols])
@@ -68,15 +69,24 @@ class MLP(nn.Sequential):
     device, the dense matmul is probably the better choice; not measured).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (200, 200),
-                 activation: str = "relu", log1p_input: bool = False, sparse_input: bool = False):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden: Sequence[int] = (200, 200),
+        activation: str = "relu",
+        log1p_input: bool = False,
+        sparse_input: bool = False,
+    ):
         check(activation in ACTIVATIONS, "activation", f"one of {', '.join(ACTIVATIONS)}", activation)
         sizes = [positive_int("in_dim", in_dim), *(positive_int("hidden", int(h)) for h in hidden)]
         sizes.append(positive_int("out_dim", out_dim))
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-2], sizes[1:-1], strict=True)):
-            layers += [SparseInputLinear(a, b) if sparse_input and i == 0 else nn.Linear(a, b),
-                       ACTIVATIONS[activation]()]
+            layers += [
+                SparseInputLinear(a, b) if sparse_input and i == 0 else nn.Linear(a, b),
+                ACTIVATIONS[activation](),
+            ]
         a, b = sizes[-2:]
         layers.append(SparseInputLinear(a, b) if sparse_input and len(sizes) == 2 else nn.Linear(a, b))
         super().__init__(*layers)

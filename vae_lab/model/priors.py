@@ -133,8 +133,12 @@ class DirichletPrior(Prior):
         check(max_alpha > min_alpha, "max_alpha", f"expected a value > min_alpha={min_alpha}", max_alpha)
         allowed = f"expected a value in [{min_alpha}, {max_alpha}]"
         check(min_alpha <= alpha <= max_alpha, "alpha", allowed, alpha)
-        check(isinstance(freeze_steps, int) and not isinstance(freeze_steps, bool) and freeze_steps >= 0,
-              "freeze_steps", "expected an integer >= 0", freeze_steps)
+        check(
+            isinstance(freeze_steps, int) and not isinstance(freeze_steps, bool) and freeze_steps >= 0,
+            "freeze_steps",
+            "expected an integer >= 0",
+            freeze_steps,
+        )
         self.min_alpha, self.max_alpha, self.learnable = float(min_alpha), float(max_alpha), bool(learnable)
         self.freeze_steps = freeze_steps
         raw = torch.full((latent_dim,), inverse_softplus(float(alpha)))

@@ -41,8 +41,13 @@ class TopicWords(pl.Callback):
     A model without a topic decoder gets one warning and no output.
     """
 
-    def __init__(self, n_words: int = 10, every_n_validations: int = 1, filename: str = "topics.txt",
-                 dirpath: str | os.PathLike[str] | None = None):
+    def __init__(
+        self,
+        n_words: int = 10,
+        every_n_validations: int = 1,
+        filename: str = "topics.txt",
+        dirpath: str | os.PathLike[str] | None = None,
+    ):
         super().__init__()
         self.n_words = positive_int("n_words", n_words)
         self.every_n_validations = positive_int("every_n_validations", every_n_validations)
