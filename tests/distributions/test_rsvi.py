@@ -10,10 +10,9 @@ import torch
 from torch.distributions import Beta, Dirichlet, Gamma, Independent, Normal
 from torch.distributions import VonMises as TorchVonMises
 
+from vae_lab.distributions.best_fisher import _beta, proposal_path, sample_centred
 from vae_lab.distributions.rsvi import (
     RejectionSample,
-    _best_fisher_beta,
-    _best_fisher_path,
     _mt_log_density,
     rsvi_sample,
 )
@@ -89,25 +88,36 @@ def test_gamma_accepted_noise_density_is_normalized(a):
 
 @pytest.mark.parametrize("kappa", [1e-3, 1.0, 10.0, 1e3])
 def test_von_mises_accepted_noise_density_is_normalized(kappa):
-    """q(h(u1)) |dh/du1| over u1 in [0, 1] is q over theta in [0, pi]: 1/2."""
-    u1 = torch.linspace(0.0, 1.0, 400_001, dtype=torch.float64)
-    theta, log_ratio = _best_fisher_path(u1, torch.tensor(kappa, dtype=torch.float64))
-    assert theta[0].item() == 0.0 and theta[-1].item() == pytest.approx(math.pi)
-    assert torch.trapezoid(log_ratio.exp(), u1).item() == pytest.approx(0.5, abs=1e-6)
+    """q(h(u)) |dh/du| over |u| in [0, 1] is q over x in [0, pi]: 1/2."""
+    u = torch.linspace(0.0, 1.0, 400_001, dtype=torch.float64)
+    x, log_ratio = proposal_path(u, torch.tensor(kappa, dtype=torch.float64))
+    assert x[0].item() == pytest.approx(math.pi) and x[-1].item() == pytest.approx(0.0, abs=1e-12)
+    assert torch.trapezoid(log_ratio.exp(), u).item() == pytest.approx(0.5, abs=1e-6)
 
 
-def test_best_fisher_beta_matches_textbook_form():
+def test_best_fisher_path_matches_textbook_form():
+    """beta = (1 - rho) / (1 + rho) and the angle arccos(w) of Best & Fisher's algorithm, with their
+    w = (1 + r cos(pi v)) / (r + cos(pi v)), r = (1 + rho^2) / (2 rho), at v = 1 - |u|."""
     kappa = torch.logspace(-3, 3, 13, dtype=torch.float64)
     tau = 1 + torch.sqrt(1 + 4 * kappa**2)
     rho = (tau - torch.sqrt(2 * tau)) / (2 * kappa)
-    beta, _ = _best_fisher_beta(kappa)
-    torch.testing.assert_close(beta, (1 - rho) / (1 + rho), rtol=1e-9, atol=0)
-    # theta = arccos(w), w = (1 + r cos(pi u)) / (r + cos(pi u)), r = (1 + rho^2) / (2 rho)
-    u1 = torch.rand(13, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(_beta(kappa), (1 - rho) / (1 + rho), rtol=1e-9, atol=0)
+    u = torch.rand(13, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    v = 1 - u.abs()
     r = (1 + rho**2) / (2 * rho)
-    w = (1 + r * torch.cos(math.pi * u1)) / (r + torch.cos(math.pi * u1))
-    theta, _ = _best_fisher_path(u1, kappa)
-    torch.testing.assert_close(theta, torch.arccos(w), rtol=1e-7, atol=1e-9)
+    w = (1 + r * torch.cos(math.pi * v)) / (r + torch.cos(math.pi * v))
+    x, _ = proposal_path(u, kappa)
+    torch.testing.assert_close(x, torch.copysign(torch.arccos(w), u), rtol=1e-7, atol=1e-9)
+
+
+def test_one_sampler_for_both_paths():
+    """RSVI's von Mises noise is the implicit path's Best-Fisher noise: same generator state, same
+    centred samples (the RSVI path re-derives them from the noise in closed form)."""
+    kappa = torch.logspace(-3, 3, 1000, dtype=torch.float64)
+    x_implicit = sample_centred(kappa, torch.Generator().manual_seed(5))
+    q = VonMises(torch.zeros_like(kappa), kappa)
+    x_rsvi = rsvi_sample(q, (), generator=torch.Generator().manual_seed(5)).z
+    torch.testing.assert_close(x_rsvi, x_implicit, rtol=1e-9, atol=1e-12)
 
 
 def test_shapes_gradients_and_independent():

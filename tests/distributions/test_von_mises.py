@@ -20,9 +20,9 @@ import scipy.special
 import scipy.stats as st
 import torch
 
-from vae_lab.distributions.von_mises import (
+from vae_lab.distributions.von_mises import VonMises
+from vae_lab.distributions.von_mises_cdf import (
     _DTHETA_PLAN,
-    VonMises,
     _dtheta_series,
     von_mises_cdf,
     von_mises_dz_dconcentration,

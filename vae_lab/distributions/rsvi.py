@@ -33,7 +33,9 @@ Families:
 * ``Dirichlet(alpha)``: normalized independent Gamma(alpha_i, 1) samples (a softmax of their logs);
   the log-ratios of the components add.
 * ``Beta(c1, c0)``: a two-component Dirichlet.
-* ``VonMises(loc, kappa)``: the Best & Fisher (1979) wrapped-Cauchy proposal. ``B`` does not apply.
+* ``VonMises(loc, kappa)``: the Best & Fisher (1979) wrapped-Cauchy proposal, the same sampler as the
+  implicit path's (:mod:`vae_lab.distributions.best_fisher`), in the parameters' dtype. ``B`` does not
+  apply.
 
 Choice for ``B = 0`` and ``alpha < 1``: Marsaglia & Tsang's method is stated for shapes >= 1 and
 Naesseth et al. reach smaller shapes only through shape augmentation (B >= 1), so ``B = 0`` with any
@@ -50,7 +52,6 @@ Gamma, Dirichlet and Beta samples remember their exact logs
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import singledispatch
 
@@ -61,7 +62,7 @@ from torch.distributions import Beta, Dirichlet, Distribution, Gamma, Independen
 from torch.distributions import VonMises as TorchVonMises
 
 from vae_lab.distributions.angles import wrap_angle
-from vae_lab.distributions.bessel import log_i0e
+from vae_lab.distributions.best_fisher import accepted_noise, proposal_path
 from vae_lab.distributions.log_space import remember_logs
 
 __all__ = ["RejectionSample", "rsvi_sample", "SUPPORTED"]
@@ -231,86 +232,13 @@ def _(base: Beta, sample_shape: torch.Size, B: int, generator) -> RejectionSampl
 
 
 # ----------------------------------------------------------------------------------------------------
-# von Mises: Best & Fisher
-
-
-def _best_fisher_beta(kappa: Tensor) -> tuple[Tensor, Tensor]:
-    r"""(beta, A) of the Best-Fisher proposal, stable for all kappa > 0.
-
-    Best & Fisher's proposal is a wrapped Cauchy with concentration rho = 2 kappa / (tau + sqrt(2 tau)),
-    tau = 1 + sqrt(1 + 4 kappa^2). Their w = (1 + r cos(pi u)) / (r + cos(pi u)), r = (1 + rho^2) / (2 rho),
-    gives theta = arccos(w) = 2 arctan(beta tan(pi u / 2)) with beta = (1 - rho) / (1 + rho). Written
-    without cancellation (s = sqrt(1 + 4 kappa^2), A = tau + sqrt(2 tau) + 2 kappa):
-
-    .. math:: \beta = \frac{1 + 1/(s + 2\kappa) + \sqrt{2\tau}}{A}, \qquad 1 - \beta = \frac{4\kappa}{A}.
-
-    beta -> 1 - kappa as kappa -> 0 and beta ~ 1 / (2 sqrt(kappa)) as kappa -> infinity.
-    """
-    s = torch.hypot(torch.ones_like(kappa), 2.0 * kappa)
-    tau = 1.0 + s
-    sq = torch.sqrt(2.0 * tau)
-    A = tau + sq + 2.0 * kappa
-    beta = (1.0 + 1.0 / (s + 2.0 * kappa) + sq) / A
-    return beta, A
-
-
-def _best_fisher_u(kappa: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Accepted uniform u1 of the Best-Fisher sampler, float64, shape of ``kappa``.
-
-    Best & Fisher accept when u2 <= c exp(1 - c) with c = kappa (r - w); here
-    c = beta^2 A / (2 (1 + beta) D), D = cos^2(pi u1 / 2) + beta^2 sin^2(pi u1 / 2), which has no
-    cancellation for small or large kappa.
-    """
-    with torch.no_grad():
-        k = kappa.detach().to(torch.float64).reshape(-1)
-        beta, A = _best_fisher_beta(k)
-        u1 = torch.empty_like(k)
-        todo = torch.arange(k.numel(), device=k.device)
-        while todo.numel() > 0:
-            b, aa = beta[todo], A[todo]
-            u = torch.rand((2,) + todo.shape, dtype=k.dtype, device=k.device, generator=generator)
-            x = 0.5 * math.pi * u[0]
-            D = torch.cos(x) ** 2 + (b * torch.sin(x)) ** 2
-            c = b * b * aa / (2.0 * (1.0 + b) * D)
-            accept = torch.log(u[1]) <= torch.log(c) + 1.0 - c
-            u1[todo[accept]] = u[0][accept]
-            todo = todo[~accept]
-        return u1.reshape(kappa.shape)
-
-
-def _best_fisher_path(u1: Tensor, kappa: Tensor) -> tuple[Tensor, Tensor]:
-    r"""(theta, log pi(u1; kappa)) for the Best-Fisher proposal theta = 2 atan(beta tan(pi u1 / 2)) >= 0.
-
-    log pi = log q(theta; 0, kappa) + log |dtheta/du1| with
-
-    .. math::
-
-        \log q = -\kappa (1 - \cos\theta) - \log(2 \pi I_0(\kappa)),\quad
-        1 - \cos\theta = \frac{2\beta^2 \sin^2 x}{D},\quad
-        \frac{d\theta}{du_1} = \frac{\pi \beta}{D},
-
-    x = pi u1 / 2, D = cos^2 x + beta^2 sin^2 x. Unlike arccos(w), every term has finite gradients for
-    u1 in [0, 1], including w = +-1.
-    """
-    beta, _ = _best_fisher_beta(kappa)
-    x = 0.5 * math.pi * u1
-    sin_x, cos_x = torch.sin(x), torch.cos(x)
-    bs = beta * sin_x
-    theta = 2.0 * torch.atan2(bs, cos_x)
-    D = cos_x * cos_x + bs * bs
-    log_q = -kappa * (2.0 * bs * bs / D) - math.log(2.0 * math.pi) - log_i0e(kappa)
-    log_jac = math.log(math.pi) + torch.log(beta) - torch.log(D)
-    return theta, log_q + log_jac
+# von Mises: Best & Fisher (the sampler of vae_lab.distributions.best_fisher)
 
 
 @_rsvi_sample.register
 def _(base: TorchVonMises, sample_shape: torch.Size, B: int, generator) -> RejectionSample:
     shape = sample_shape + base.batch_shape
     kappa = base.concentration.expand(shape)
-    u1 = _best_fisher_u(kappa, generator).to(kappa.dtype)
-    sign = torch.where(
-        torch.rand(shape, dtype=kappa.dtype, device=kappa.device, generator=generator) < 0.5, -1.0, 1.0
-    ).to(kappa.dtype)
-    theta, log_ratio = _best_fisher_path(u1, kappa)
-    z = wrap_angle(base.loc + sign * theta)
-    return RejectionSample(z=z, log_ratio=log_ratio)
+    noise, _ = accepted_noise(kappa, generator)
+    x, log_ratio = proposal_path(noise.reshape(shape), kappa)
+    return RejectionSample(z=wrap_angle(base.loc + x), log_ratio=log_ratio)

@@ -8,50 +8,21 @@ The density on the circle is
 
 with :math:`I_n` the modified Bessel function of the first kind. Writing :math:`x = z - \mu` wrapped to
 :math:`[-\pi, \pi)` and :math:`F(x; \kappa)` for the CDF of the centred distribution on that interval,
-:meth:`VonMises.rsample` draws :math:`x` with the Best & Fisher (1979) rejection sampler and
-differentiates through the sample *implicitly* (Figurnov, Mohamed & Mnih, 2018):
+:meth:`VonMises.rsample` draws :math:`x` with the Best & Fisher (1979) rejection sampler
+(:mod:`~vae_lab.distributions.best_fisher`) and differentiates through the sample *implicitly* (Figurnov,
+Mohamed & Mnih, 2018):
 
 .. math::
 
     \frac{\partial z}{\partial \mu} = 1, \qquad
-    \frac{\partial z}{\partial \kappa} = -\frac{\partial F(x; \kappa) / \partial \kappa}{q(x; 0, \kappa)}.
+    \frac{\partial z}{\partial \kappa} = -\frac{\partial F(x; \kappa) / \partial \kappa}{q(x; 0, \kappa)},
 
-:math:`F` follows Hill (1977), algorithm 518: for small :math:`\kappa` the Fourier series
+with :math:`F` from Hill (1977) (:mod:`~vae_lab.distributions.von_mises_cdf`, relative error of
+:math:`\partial z/\partial\kappa` at most 9e-6 in float32 out to 6 standard deviations), computed only on the
+backward pass. Densities, entropy and KLs use scaled Bessel functions whose :math:`\kappa`-derivatives come
+from the Bessel ratio (:mod:`~vae_lab.distributions.bessel`).
 
-.. math::
-
-    F(x; \kappa) = \frac12 + \frac{x}{2\pi} + \frac1\pi \sum_{n \ge 1} \rho_n(\kappa) \frac{\sin nx}{n},
-    \qquad \rho_n = \frac{I_n(\kappa)}{I_0(\kappa)},
-
-with the ratios :math:`R_n = I_n / I_{n-1} = 1 / (2n/\kappa + R_{n+1})` from a backward recurrence; for
-large :math:`\kappa` a normal approximation in :math:`\sin(x/2)` with Hill's correction term (switch at
-:math:`\kappa = 10.5` in float32 and 50 in float64, Hill's 6- and 12-digit settings). Its
-:math:`\kappa`-derivative is computed in closed form for both branches (no autograd graph), and only
-on the backward pass; for the derivative the series runs up to :math:`\kappa = 50` in both dtypes (from
-:math:`\kappa = 4` in float64 arithmetic for float32 input).
-
-Numerics and speed (details in the functions' docstrings):
-
-* accuracy of :math:`\partial z/\partial\kappa` against 30-digit quadrature, measured on a grid of 24
-  quantiles out to 6 standard deviations either side of the mode for :math:`\kappa` from 1e-3 to 1e3
-  (the posterior head's range) and both sides of every switch: relative error at most 9e-6 in float32
-  (largest in the float32 series for :math:`2 \le \kappa < 4`) and 3e-6 in float64 (Hill's normal
-  approximation just above :math:`\kappa = 50`; below 1e-8 elsewhere);
-* the series derivative needs no Bessel function calls, keeps relative accuracy as :math:`x \to 0` and
-  :math:`x \to \pm\pi`, and runs with a number of terms chosen per group of concentrations (the elements
-  are grouped by one stable sort of their group numbers);
-* the sampler works in the parameters' dtype, with its constants and its angle rewritten so that nothing
-  cancels for :math:`\kappa` from 1e-6 to 1e6 (and beyond); small batches propose several candidates per
-  round to need fewer rounds;
-* everything is vectorized: the only Python loops run over series terms, groups and rejection rounds.
-
-References:
-    D. J. Best and N. I. Fisher. Efficient simulation of the von Mises distribution. Journal of the
-    Royal Statistical Society C (Applied Statistics) 28(2):152-157, 1979.
-
-    G. W. Hill. Algorithm 518: Incomplete Bessel function I0. The von Mises distribution. ACM
-    Transactions on Mathematical Software 3(3):279-284, 1977.
-
+Reference:
     M. Figurnov, S. Mohamed and A. Mnih. Implicit reparameterization gradients. NeurIPS 2018.
 """
 
@@ -65,402 +36,14 @@ from torch.autograd.function import once_differentiable
 from torch.distributions import VonMises as _TorchVonMises
 
 from vae_lab.distributions.angles import wrap_angle
-from vae_lab.distributions.bessel import (
-    asymptotic_i0e_and_complement,
-    log_i0e,
-    one_minus_bessel_ratio,
-    scalar_like,
-    series_switch,
-)
+from vae_lab.distributions.bessel import log_i0e, one_minus_bessel_ratio
+from vae_lab.distributions.best_fisher import sample_centred
+from vae_lab.distributions.von_mises_cdf import von_mises_cdf, von_mises_dz_dconcentration
 
 __all__ = ["VonMises", "von_mises_cdf", "von_mises_dz_dconcentration"]
 
-_PI = math.pi
-_TWO_PI = 2.0 * math.pi
 _LOG_TWO_PI = math.log(2.0 * math.pi)
 _NO_SHAPE = torch.Size()
-_s = scalar_like  # short: the hot paths below use it on every constant
-
-
-def _series_terms(kappa_max: float, dtype: torch.dtype) -> int:
-    """Number of series terms for concentrations up to ``kappa_max`` (Hill 1977, with his constants)."""
-    k = max(float(kappa_max), 0.0)
-    if dtype == torch.float64:
-        n = 28.0 + 0.5 * k - 100.0 / (k + 5.0)
-    else:
-        n = 12.0 + 0.8 * k - 8.0 / (k + 1.0)
-    return max(int(math.ceil(n)), 2)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# CDF (Hill 1977) and its concentration derivative.
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _cdf_series(x: Tensor, kappa: Tensor, n_terms: int) -> Tensor:
-    r"""Hill's backward recurrence :math:`V_n = R_n(\sin(nx)/n + V_{n+1})`,
-    :math:`R_n = 1/(2n/\kappa + R_{n+1})`.
-
-    The sines run backwards by the Chebyshev recurrence
-    :math:`\sin((n-1)x) = 2\cos x \sin(nx) - \sin((n+1)x)`.
-    """
-    two_over_k = 2.0 / kappa
-    c2 = 2.0 * torch.cos(x)
-    s_next = torch.sin((n_terms + 1) * x)
-    s_cur = torch.sin(n_terms * x)
-    r = torch.zeros_like(x + kappa)
-    v = torch.zeros_like(r)
-    for n in range(n_terms, 0, -1):
-        r = 1.0 / (n * two_over_k + r)
-        v = r * (s_cur / n + v)
-        s_next, s_cur = s_cur, c2 * s_cur - s_next
-    return (0.5 + x / _TWO_PI + v / _PI).clamp(0.0, 1.0)
-
-
-def _normal_xi(x: Tensor, kappa: Tensor) -> Tensor:
-    r"""Hill's corrected normal deviate :math:`\xi(x, \kappa)`, :math:`F \approx \Phi(\xi)`.
-
-    With :math:`z = b \sin(x/2)`, :math:`b = \sqrt{2/\pi}\, e^{\kappa} / I_0(\kappa)` and
-    :math:`c = 24\kappa`:
-    :math:`\xi = z - z^3 / \big((c - 2z^2 - 16)/3 - (z^4 + 7z^2/4 + 167/2)/(c - 56 - z^2 + 3)\big)^2`.
-    """
-    s0, _ = asymptotic_i0e_and_complement(kappa)
-    z = (2.0 * torch.sqrt(kappa) / s0) * torch.sin(0.5 * x)
-    z2 = z * z
-    c = 24.0 * kappa
-    den = (c - 2.0 * z2 - 16.0) / 3.0 - (z2 * z2 + 1.75 * z2 + 83.5) / (c - 53.0 - z2)
-    return z - z * z2 / (den * den)
-
-
-def von_mises_cdf(x: Tensor, concentration: Tensor) -> Tensor:
-    r"""CDF of the centred von Mises distribution, :math:`F(x;\kappa) = \int_{-\pi}^x q(t; 0, \kappa)\,dt`.
-
-    Hill (1977), algorithm 518. ``x`` is extended periodically, :math:`F(x + 2\pi) = F(x) + 1` (as in
-    ``scipy.stats.vonmises.cdf``). Differentiable with autograd in both arguments. Absolute error below
-    1e-10 in float64 (series for :math:`\kappa < 50`) and below 1e-5 in float32 (series for
-    :math:`\kappa < 10.5`).
-    """
-    x, kappa = torch.broadcast_tensors(x, concentration)
-    if x.dtype not in (torch.float32, torch.float64):
-        return von_mises_cdf(x.float(), kappa.float()).to(x.dtype)
-    periods = torch.round(x / _TWO_PI)
-    x = x - _TWO_PI * periods
-    switch = series_switch(x.dtype)
-    small = kappa.clamp(max=switch)
-    n_terms = _series_terms(float(small.detach().max()) if small.numel() else 0.0, x.dtype)
-    series = _cdf_series(x, small, n_terms)
-    normal = torch.special.ndtr(_normal_xi(x, kappa.clamp(min=switch)))
-    return torch.where(kappa < switch, series, normal) + periods
-
-
-def _series_sums_by_horner(
-    t: Tensor, d: Tensor, lam: Tensor, c1: Tensor, c2: Tensor, sigma: Tensor, n_terms: int
-) -> tuple[Tensor, Tensor]:
-    """(sum_n rho~_n' t_n / n, sum_n rho_n) by backward recurrences (see :func:`_dtheta_series`), in place."""
-    r, e, v, dv, p = torch.zeros((5, *t.shape), dtype=t.dtype, device=t.device).unbind()
-    # e = (-1)^n dR~_n/dkappa: the alternating sign saves a negation per term. p = sum_n rho_n.
-    for n in range(n_terms, 0, -1):
-        sign = 1.0 if n % 2 == 0 else -1.0
-        r.add_(c1, alpha=float(n)).reciprocal_()
-        e.add_(c2, alpha=sign * n).mul_(r).mul_(r)
-        v.add_(t, alpha=1.0 / n)
-        dv.mul_(r).addcmul_(e, v, value=sign)
-        v.mul_(r)
-        p.mul_(r).add_(r).mul_(sigma)
-        if n > 1:
-            d.addcmul_(lam, t)
-            t.add_(d)
-    return dv, p
-
-
-def _dtheta_series(x: Tensor, kappa: Tensor, n_terms: int) -> Tensor:
-    r""":math:`-(\partial F / \partial \kappa) / q(x)` for the series branch, ``x`` in :math:`[-\pi, \pi]`.
-
-    Hill's recurrence :math:`V_n = R_n(\sin(nx)/n + V_{n+1})`, :math:`R_n = 1/(2n/\kappa + R_{n+1})`,
-    differentiated term by term: :math:`R_n' = R_n^2 (2n/\kappa^2 - R_{n+1}')`,
-    :math:`V_n' = R_n'(\sin(nx)/n + V_{n+1}) + R_n V_{n+1}'` and :math:`\partial F/\partial\kappa = V_1'/\pi`
-    (this keeps full relative accuracy, unlike summing
-    :math:`\rho_n' = (\rho_{n-1} + \rho_{n+1})/2 - A\rho_n`, which cancels for large :math:`\kappa`).
-    The same recurrence gives :math:`e^{-\kappa} I_0 = 1/(1 + 2\sum_n \rho_n)` for the density, so no
-    Bessel function is called.
-
-    The sines must keep their relative accuracy where :math:`\partial F/\partial\kappa` vanishes, at
-    :math:`x \to 0` and :math:`x \to \pm\pi`. So with :math:`y = |x|`, or :math:`y = \pi - |x|` and
-    :math:`\sigma = -1` when :math:`|x| > \pi/2`, :math:`\sin(nx) = \mathrm{sgn}(x)\sigma^{n+1}\sin(ny)`,
-    the factor :math:`\sigma^n` is absorbed into :math:`\tilde R_n = \sigma R_n` (which obeys the same
-    recurrence with :math:`2\sigma/\kappa`), and :math:`\sin(ny)`, :math:`y \in [0, \pi/2]`, runs
-    backwards by Reinsch's modification of the Chebyshev recurrence, stable for small :math:`y`:
-    :math:`d_{n-1} = d_n - 4\sin^2(y/2)\, t_n`, :math:`t_{n-1} = t_n + d_{n-1}`, with
-    :math:`t_n = \sin(ny)` and :math:`d_n = t_n - t_{n+1}`. All work is in place on a few buffers.
-    """
-    dtype = x.dtype
-    pi_hi = float(torch.tensor(_PI, dtype=dtype))
-    pi_lo = _PI - pi_hi if dtype != torch.float64 else 1.2246467991473532e-16  # pi = pi_hi + pi_lo
-    ax = torch.abs(x)
-    reflected = (ax > 0.5 * _PI).to(dtype)
-    sigma = torch.mul(reflected, _s(-2.0, x)).add_(_s(1.0, x))
-    # y = pi - |x| where reflected (pi_hi - |x| is exact by Sterbenz's lemma), else |x|.
-    y = ax.mul_(sigma).add_(reflected, alpha=pi_hi).add_(reflected, alpha=pi_lo)
-    c1 = torch.div(sigma, kappa).mul_(_s(2.0, x))  # 2 sigma / kappa
-    c2 = torch.div(c1, kappa)  # 2 sigma / kappa^2
-    half = torch.mul(y, _s(0.5, x)).sin_()
-    half_sq = half * half
-    lam = torch.mul(half_sq, _s(-4.0, x))
-    t = torch.mul(y, _s(n_terms, x)).sin_()  # sin(N y)
-    d = y.mul_(_s(n_terms + 0.5, x)).cos_().mul_(half).mul_(_s(-2.0, x))  # sin(N y) - sin((N + 1) y)
-    dv, p = _series_sums_by_horner(t, d, lam, c1, c2, sigma, n_terms)
-    # dtheta/dkappa = -(dV/pi) / q(x), 1/q(x) = 2 pi i0e(k) exp(2 k sin^2(x/2)), i0e = 1/(1 + 2p),
-    # sin^2(x/2) = sin^2(y/2) or, reflected, 1 - sin^2(y/2).
-    expo = torch.addcmul(reflected, half_sq, sigma).mul_(kappa).mul_(_s(2.0, x)).exp_()
-    inv_i0e = p.mul_(_s(2.0, x)).add_(_s(1.0, x))
-    return dv.mul_(torch.sign(x).mul_(sigma)).mul_(expo).div_(inv_i0e).mul_(_s(-2.0, x))
-
-
-def _dtheta_normal(x: Tensor, kappa: Tensor) -> Tensor:
-    r""":math:`-(\partial F / \partial \kappa) / q(x)` for the normal-approximation branch, in closed form.
-
-    With :math:`F \approx \Phi(\xi(z, c))` (see :func:`_normal_xi`), :math:`z = b(\kappa)\sin(x/2)`,
-    :math:`c = 24\kappa`, :math:`\partial z/\partial\kappa = z (1 - A)` (as :math:`b \propto 1/i_{0e}`) and
-    :math:`\partial F/\partial\kappa = \varphi(\xi)(\xi_z z(1 - A) + 24 \xi_c)`. The ratio
-    :math:`\varphi(\xi)/q(x) = \sqrt{2\pi}\, i_{0e}(\kappa) \exp(2\kappa\sin^2(x/2) - \xi^2/2)` is formed in
-    the log domain: both factors underflow far in the tails for large :math:`\kappa`. The Bessel
-    functions come from their asymptotic expansions (:math:`\kappa \ge 10.5` here).
-    """
-    s0, one_minus_a = asymptotic_i0e_and_complement(kappa)
-    sk = torch.sqrt(kappa)
-    half = torch.mul(x, _s(0.5, x)).sin_()
-    z = torch.div(sk, s0).mul_(half).mul_(_s(2.0, x))
-    z2 = z * z
-    c = torch.mul(kappa, _s(24.0, x))
-    d3 = torch.sub(c, z2).sub_(_s(53.0, x))  # c - 56 - z^2 + 3
-    p_over_d3 = torch.add(z2, _s(1.75, x)).mul_(z2).add_(_s(83.5, x)).div_(d3)  # (z^4 + 7z^2/4 + 167/2) / d3
-    den = torch.add(c, z2, alpha=-2.0).sub_(_s(16.0, x)).mul_(_s(1.0 / 3.0, x)).sub_(p_over_d3)
-    inv_den = den.reciprocal_()
-    zr = torch.mul(z, inv_den)  # z / den
-    zr2 = zr * zr
-    t = torch.mul(zr2, z)  # z^3 / den^2
-    # -d den/dz = 4 z / 3 + (4 z^3 + 7 z / 2 + 2 z P / d3) / d3 ; d den/dc = 1/3 + P / d3^2
-    neg_dden_dz = torch.mul(z2, _s(4.0, x)).add_(_s(3.5, x)).add_(p_over_d3, alpha=2.0).mul_(z).div_(d3)
-    neg_dden_dz.add_(z, alpha=4.0 / 3.0)
-    dden_dc = torch.div(p_over_d3, d3).add_(_s(1.0 / 3.0, x))
-    two_t_over_den = torch.mul(t, inv_den).mul_(_s(2.0, x))  # 2 z^3 / den^3
-    # dxi/dz = 1 - 3 z^2 / den^2 + (2 z^3 / den^3) d den/dz ; dxi/dc = (2 z^3 / den^3) d den/dc
-    dxi_dz = torch.mul(zr2, _s(-3.0, x)).add_(_s(1.0, x)).addcmul_(two_t_over_den, neg_dden_dz, value=-1.0)
-    dxi_dk = dxi_dz.mul_(z).mul_(one_minus_a).addcmul_(two_t_over_den, dden_dc, value=24.0)
-    xi = z.sub_(t)
-    log_ratio = torch.mul(half, half).mul_(kappa).mul_(_s(2.0, x)).addcmul_(xi, xi, value=-0.5)
-    return dxi_dk.mul_(log_ratio.exp_()).mul_(s0.div_(sk)).neg_()
-
-
-# Buckets of concentrations for the series branch of the gradient, by floor(log2(kappa)) (clamped):
-# [0, 0.5), [0.5, 1), [1, 2), [2, 4), [4, 8), [8, 16), [16, 32), [32, 50); from 50 on, Hill's normal
-# approximation (relative error below 3e-6 out to 6 standard deviations there). For each bucket, the dtype
-# the series is evaluated in and its number of terms: what concentrations at the bucket's upper edge need
-# to keep the truncation error of dtheta/dkappa, relative, below about 1e-7 (float32) and 1e-8 (float64)
-# out to 6 standard deviations (checked against 150 terms in the tests). float32 input evaluates the
-# series in float64 from kappa = 4 on: in float32 its far-tail terms cancel (relative error 5e-4 at
-# kappa = 5.6 and 0.15 at kappa = 10, 6 standard deviations out), and Hill's normal approximation is no
-# better below kappa = 50 (1e-2 at kappa = 10.5). The cast costs one pass over those elements.
-_F32, _F64 = torch.float32, torch.float64
-_DTHETA_PLAN: dict[torch.dtype, tuple[tuple[torch.dtype, int], ...]] = {
-    _F32: ((_F32, 7), (_F32, 9), (_F32, 12), (_F32, 16), (_F64, 23), (_F64, 33), (_F64, 46), (_F64, 57)),
-    _F64: ((_F64, 10), (_F64, 12), (_F64, 15), (_F64, 20), (_F64, 27), (_F64, 38), (_F64, 50), (_F64, 60)),
-}
-#: Concentration from which dtheta/dkappa uses Hill's normal approximation, in both dtypes.
-_DTHETA_NORMAL_FROM = 50.0
-
-
-# Fixed cost of one tensor operation, in units of the cost of one element of it (about 2 us against
-# 0.12 ns on a CPU core). Buckets with few elements are merged with the next larger ones, which costs
-# them extra series terms but saves a pass of the whole recurrence.
-_OP_OVERHEAD_ELEMENTS = 16384.0
-
-
-def _series_groups(counts: list[int], terms: tuple[int, ...]) -> list[tuple[int, int, int]]:
-    """Contiguous runs of series buckets, ``(first, stop, n_terms)``, minimising the modelled cost
-    ``sum(n_terms * (overhead + elements))`` (dynamic programming over at most 8 buckets)."""
-    n = len(terms)
-    best = [0.0] + [math.inf] * n
-    start = [0] * (n + 1)
-    for j in range(1, n + 1):
-        for i in range(j):
-            size = sum(counts[i:j])
-            top = max((b for b in range(i, j) if counts[b]), default=None)
-            cost = best[i] + (0.0 if top is None else terms[top] * (_OP_OVERHEAD_ELEMENTS + size))
-            if cost < best[j]:
-                best[j], start[j] = cost, i
-    groups = []
-    j = n
-    while j > 0:
-        i = start[j]
-        nonempty = [b for b in range(i, j) if counts[b]]
-        if nonempty:
-            groups.append((i, j, terms[nonempty[-1]]))
-        j = i
-    return groups[::-1]
-
-
-def von_mises_dz_dconcentration(x: Tensor, concentration: Tensor) -> Tensor:
-    r"""The implicit reparameterization derivative of a sample,
-    :math:`\partial z/\partial\kappa = -(\partial F/\partial\kappa)(x;\kappa) / q(x;0,\kappa)`, at the centred
-    sample :math:`x = z - \mu`.
-
-    ``x`` must lie in :math:`[-\pi, \pi]`; ``x`` and ``concentration`` must have the same shape. Each
-    branch of Hill's CDF is evaluated on the elements that need it, the series in groups of
-    concentrations, each with the number of terms its largest concentrations need (and, for float32
-    input with :math:`4 \le \kappa < 50`, in float64; see ``_DTHETA_PLAN``).
-
-    Accuracy against 30-digit mpmath quadrature, on a grid of 24 quantiles from -6 to +6 standard
-    deviations (normal-equivalent levels) at concentrations from 1e-3 to 1e3: relative error at most
-    9e-6 in float32 and 3e-6 in float64 (``tests/distributions/test_von_mises.py``). The elements are
-    grouped by one sort of their bucket numbers, evaluated on contiguous slices and scattered back.
-    """
-    dtype = x.dtype
-    if dtype not in (torch.float32, torch.float64):
-        return von_mises_dz_dconcentration(x.float(), concentration.float()).to(dtype)
-    x_flat = x.reshape(-1)
-    k_flat = concentration.reshape(-1)
-    n = x_flat.numel()
-    if n == 0:
-        return torch.empty_like(x)
-    plan = _DTHETA_PLAN[dtype]
-    n_series = len(plan)
-    which = torch.log2(k_flat).floor_().clamp_(-2.0, n_series - 3.0).add_(_s(2.0, k_flat))
-    which = which.add_(k_flat >= _DTHETA_NORMAL_FROM).to(torch.uint8)  # n_series: the normal approximation
-    counts = torch.bincount(which, minlength=n_series + 1).tolist()
-    groups: list[tuple[int, int, int | None]] = []
-    # merged groups never mix evaluation dtypes
-    for lo in (i for i in range(n_series) if i == 0 or plan[i][0] != plan[i - 1][0]):
-        hi = next((i for i in range(lo + 1, n_series) if plan[i][0] != plan[lo][0]), n_series)
-        segment = _series_groups(counts[lo:hi], tuple(t for _, t in plan[lo:hi]))
-        groups.extend((lo + first, lo + stop, n_terms) for first, stop, n_terms in segment)
-    if counts[n_series]:
-        groups.append((n_series, n_series + 1, None))
-
-    def evaluate(xs: Tensor, ks: Tensor, first: int, n_terms: int | None) -> Tensor:
-        if n_terms is None:
-            return _dtheta_normal(xs, ks)
-        if first == 0:  # 2/kappa^2 overflows below about 1e-19 (float32); the derivative is flat there
-            ks = ks.clamp(min=1e-12)
-        work = plan[first][0]
-        return _dtheta_series(xs.to(work), ks.to(work), n_terms).to(dtype)
-
-    if len(groups) == 1:
-        first, _, n_terms = groups[0]
-        return evaluate(x_flat, k_flat, first, n_terms).reshape(x.shape)
-    order = torch.sort(which, stable=True).indices  # stable: a reproducible permutation
-    xs = x_flat.index_select(0, order)
-    ks = k_flat.index_select(0, order)
-    res = torch.empty_like(xs)
-    offsets = [0]
-    for c in counts:
-        offsets.append(offsets[-1] + c)
-    for first, stop, n_terms in groups:
-        lo, hi = offsets[first], offsets[stop]
-        res[lo:hi] = evaluate(xs[lo:hi], ks[lo:hi], first, n_terms)
-    return torch.empty_like(x_flat).index_copy_(0, order, res).reshape(x.shape)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Best & Fisher (1979) rejection sampler.
-# ---------------------------------------------------------------------------------------------------------
-
-
-# The proposal constants are computed from min(kappa, 1e15), which keeps 4 kappa^2 finite in float32; the
-# samples of larger concentrations are then too wide by a factor sqrt(kappa / 1e15), at a scale below 3e-8.
-_SAMPLER_KAPPA_MAX = 1e15
-
-
-def _proposal_constants(kappa: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Per-element constants of the Best-Fisher wrapped-Cauchy envelope, free of cancellation.
-
-    Best & Fisher: :math:`\tau = 1 + \sqrt{1 + 4\kappa^2}`, :math:`\rho = (\tau - \sqrt{2\tau})/(2\kappa)`,
-    :math:`r = (1 + \rho^2)/(2\rho)`. Both :math:`\tau - \sqrt{2\tau}` (small :math:`\kappa`) and
-    :math:`r - 1` (large :math:`\kappa`) cancel catastrophically in floating point, so with
-    :math:`h = \sqrt{1 + 4\kappa^2}`, :math:`d = \tau + \sqrt{2\tau}` and
-    :math:`m = 1 + 1/(h + 2\kappa) + \sqrt{2\tau}` we use the exact identities :math:`\rho = 2\kappa/d`,
-    :math:`1 - \rho = m/d` and return :math:`w = 1/(r - 1) = 4\kappa d/m^2` and
-    :math:`c_{num} = \kappa(r + 1) = 2\kappa + m^2/(4d)`.
-    """
-    k = kappa.clamp(max=_SAMPLER_KAPPA_MAX)
-    one = _s(1.0, k)
-    h = torch.mul(k, k).mul_(_s(4.0, k)).add_(one).sqrt_()
-    tau = torch.add(h, one)
-    sq = torch.mul(tau, _s(2.0, k)).sqrt_()
-    d = tau.add_(sq)
-    m = h.add_(k, alpha=2.0).reciprocal_().add_(sq).add_(one)
-    m2 = m.mul_(m)
-    w = torch.mul(k, d).mul_(_s(4.0, k)).div_(m2)
-    c_num = m2.div_(d).mul_(_s(0.25, k)).add_(k, alpha=2.0)
-    return w, c_num
-
-
-# Below this many entries a round proposes several candidates per entry at once (up to 8), so that small
-# batches need about two rounds instead of about ten: the cost there is per operation, not per number.
-_ROUND_SIZE = 1 << 16
-
-
-def _propose(w: Tensor, c_num: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    r"""One Best-Fisher round for every element: signed proposal noise, envelope term, acceptance mask.
-
-    With :math:`u_1 \in [-1, 1)` and :math:`a = \pi |u_1| / 2`, the proposal :math:`z = -\cos(2a)` has
-    :math:`1 + z = 2\sin^2 a` (no cancellation as :math:`z \to -1`, where the large-:math:`\kappa` samples
-    live), so :math:`c = \kappa(r - f) = c_{num} / D` with :math:`D = 1 + 2 w \sin^2 a`. Best & Fisher
-    accept when :math:`c(2 - c) > u_2` or :math:`\log(c/u_2) + 1 - c \ge 0`; the first is a squeeze of the
-    second, so the exact test :math:`u_2 \le c\,e^{1-c}` is used. The sign of :math:`u_1` is the sign of
-    the sample. For small rounds, ``candidates`` independent proposals per element are drawn and the first
-    accepted one is kept, which is the same as proposing them one after the other.
-    Returns :math:`(u_1, D, \text{accept})`.
-    """
-    m = w.numel()
-    candidates = min(8, -(-_ROUND_SIZE // max(m, 1)))
-    u = torch.rand((2, candidates, m), dtype=w.dtype, device=w.device)
-    one = _s(1.0, w)
-    u1 = u[0].mul_(_s(2.0, w)).sub_(one)
-    big_d = torch.abs(u1).mul_(_s(0.5 * _PI, w)).sin_()
-    big_d = big_d.mul_(big_d).mul_(w).mul_(_s(2.0, w)).add_(one)
-    c = torch.div(c_num, big_d)
-    accept = torch.sub(one, c).exp_().mul_(c) >= u[1]
-    if candidates == 1:
-        return u1[0], big_d[0], accept[0]
-    # The first accepted candidate: the largest of accept * (candidates - index); argmax along this
-    # dimension is two orders of magnitude slower than amax on CPU.
-    rank = torch.arange(candidates, 0, -1, dtype=torch.uint8, device=w.device).unsqueeze(1)
-    best = accept.to(torch.uint8).mul_(rank).amax(0, keepdim=True)
-    first = torch.sub(_s(candidates, best), best).clamp_(max=candidates - 1).long()
-    return u1.gather(0, first)[0], big_d.gather(0, first)[0], best[0] > 0
-
-
-def _sample_centred(kappa: Tensor) -> Tensor:
-    r"""Draw :math:`x \sim \mathrm{vM}(0, \kappa)` in :math:`[-\pi, \pi]`, one per element of ``kappa``.
-
-    Vectorized Best & Fisher (1979): every round draws fresh proposals for the still-rejected entries only
-    (at most about 1.5 proposals per sample on average). Accepted:
-    :math:`x = \pm\arccos f` with :math:`1 - f = 2\cos^2 a / D`, evaluated as
-    :math:`x = \pm 2 \arcsin(\cos a / \sqrt{D})`, accurate for tiny angles (large :math:`\kappa`), where
-    :math:`\arccos` of a number near 1 is not. Everything runs in the dtype of ``kappa`` (float32 stays
-    float32): the reformulated constants need no extra precision. Random numbers come from torch's global
-    generator, so ``torch.manual_seed`` reproduces the samples.
-    """
-    shape = kappa.shape
-    k = kappa.reshape(-1)
-    if k.dtype not in (torch.float32, torch.float64):
-        return _sample_centred(k.float()).to(kappa.dtype).reshape(shape)
-    w, c_num = _proposal_constants(k)
-    noise, big_d, accept = _propose(w, c_num)
-    keep = accept.logical_not_().nonzero().squeeze(1)
-    rejected = keep
-    while rejected.numel() > 0:
-        w, c_num = w.index_select(0, keep), c_num.index_select(0, keep)
-        u1, d_round, accept = _propose(w, c_num)
-        # Written for all still-rejected entries: those rejected again are overwritten in a later round.
-        noise.index_copy_(0, rejected, u1)
-        big_d.index_copy_(0, rejected, d_round)
-        keep = accept.logical_not_().nonzero().squeeze(1)
-        rejected = rejected.index_select(0, keep)
-    a = torch.abs(noise).mul_(_s(0.5 * _PI, noise))
-    x = a.cos_().clamp_(min=0.0).mul_(big_d.rsqrt_()).asin_().mul_(_s(2.0, noise))
-    return x.copysign_(noise).reshape(shape)
 
 
 class _ImplicitReparam(torch.autograd.Function):
@@ -524,7 +107,7 @@ class VonMises(_TorchVonMises):
         """
         shape = self._extended_shape(sample_shape)
         with torch.no_grad():
-            x = _sample_centred(self.concentration.detach().expand(shape))
+            x = sample_centred(self.concentration.detach().expand(shape))
         return _ImplicitReparam.apply(self.loc, self.concentration, x)
 
     def sample(self, sample_shape: torch.Size | tuple[int, ...] = _NO_SHAPE) -> Tensor:
@@ -534,7 +117,7 @@ class VonMises(_TorchVonMises):
         """
         shape = self._extended_shape(sample_shape)
         with torch.no_grad():
-            return wrap_angle(self.loc + _sample_centred(self.concentration.expand(shape)))
+            return wrap_angle(self.loc + sample_centred(self.concentration.expand(shape)))
 
     def log_prob(self, value: Tensor) -> Tensor:
         r""":math:`-2\kappa\sin^2((z-\mu)/2) - \log(2\pi\, i_{0e}(\kappa))` (the same density as torch's)."""
