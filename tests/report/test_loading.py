@@ -1,0 +1,38 @@
+"""Finding and reading run directories (vae_lab/report/loading.py): overrides, ignored keys, several
+directories and single run directories."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from vae_lab import report
+
+from .jobs import make_job
+
+
+def test_override_parsing_and_ignored_keys():
+    assert report.parse_override("+debug=fast") == ("debug", "fast")
+    assert report.parse_override("++model.latent_dim=8") == ("model.latent_dim", "8")
+    assert report.parse_override("~logger") == ("logger", "<deleted>")
+    assert report.parse_override("model.lr=1e-3") == ("model.lr", "1e-3")
+    for key in ("seed", "hydra.launcher.n_jobs", "hydra/launcher", "paths.data_dir", "threads"):
+        assert report.is_ignored(key), key
+    for key in ("seeds", "posterior", "estimator", "trainer.max_epochs", "model.latent_dim"):
+        assert not report.is_ignored(key), key
+
+
+def test_several_dirs_and_a_single_run_dir(tmp_path, capsys):
+    a = make_job(tmp_path / "a", "0", ["posterior=gaussian", "seed=0"], metrics={"test/elbo": -1.0})
+    b = make_job(tmp_path / "b", "0", ["posterior=gaussian", "seed=1"], metrics={"test/elbo": -3.0})
+    assert report.main([str(a), str(b), "--no-plots"]) == 0  # run directories themselves
+    capsys.readouterr()
+    table = pd.read_csv(a / "summary.csv")
+    assert table[["n", "seeds", "test/elbo_mean", "test/elbo_std"]].values.tolist() == [
+        [2, "0,1", -2.0, pytest.approx(math.sqrt(2.0))]
+    ]
+    # a stale report does not confuse the next one: summary.csv / summary.md are not jobs
+    assert report.main([str(tmp_path), "--no-plots"]) == 0
+    assert "2 jobs in 1 group: 2 completed" in capsys.readouterr().out

@@ -1,0 +1,134 @@
+"""The plots of a report: learning curves (``curves.png``), gradient variance per parameter group against
+step (``grad_variance.png``, log scale) and the final metrics per group (``final.png``); each group has
+one colour in every plot, lines are means over seeds with a band of ± 1 standard deviation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vae_lab.report.loading import BEST_PREFIX, Sweep
+from vae_lab.report.statistics import GRAD_VAR
+
+PLOTS = ("curves.png", "grad_variance.png", "final.png")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _group_curves(sweep: Sweep, metric: str) -> list[tuple[str, pd.DataFrame]]:
+    """Per group (completed jobs): step, mean, std, n of ``metric`` over seeds."""
+    done = sweep.completed[["job", "group"]]
+    curves = sweep.curves[sweep.curves["metric"] == metric].merge(done, on="job")
+    out = []
+    for label in sweep.groups:
+        part = curves[curves["group"] == label]
+        if part.empty:
+            continue
+        per_job = part.groupby(["job", "step"], as_index=False)["value"].mean()
+        stats = per_job.groupby("step")["value"].agg(["mean", "std", "count"]).reset_index()
+        out.append((label, stats))
+    return out
+
+
+def _line_with_band(ax, stats: pd.DataFrame, label: str, color: str) -> None:
+    (line,) = ax.plot(
+        stats["step"],
+        stats["mean"],
+        marker="o" if len(stats) < 20 else None,
+        ms=3,
+        color=color,
+        label=f"{label} (n={int(stats['count'].max())})",
+    )
+    band = stats["count"] > 1
+    if band.any():
+        lo = stats["mean"] - stats["std"].fillna(0)
+        hi = stats["mean"] + stats["std"].fillna(0)
+        ax.fill_between(stats["step"][band], lo[band], hi[band], color=line.get_color(), alpha=0.2, lw=0)
+
+
+def plot_curves(sweep: Sweep, path: Path) -> bool:
+    """train/elbo and val/elbo against step: mean over seeds per group, band of ± 1 std."""
+    metrics = [m for m in ("train/elbo", "val/elbo") if (sweep.curves["metric"] == m).any()]
+    series = {m: _group_curves(sweep, m) for m in metrics}
+    metrics = [m for m in metrics if series[m]]
+    if not metrics:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.2), squeeze=False)
+    for ax, m in zip(axes[0], metrics, strict=True):
+        for label, stats in series[m]:
+            _line_with_band(ax, stats, label, sweep.color(label))
+        ax.set(xlabel="step", ylabel=f"{m} (nats per data point)", title=f"{m}: mean ± std over seeds")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_grad_variance(sweep: Sweep, path: Path) -> bool:
+    """grad/var/<parameter group> against step, one panel per parameter group, one line per run group
+    (estimator, family, ...), log scale."""
+    names = sorted(m for m in sweep.curves["metric"].unique() if GRAD_VAR.match(str(m)))
+    series = {m: _group_curves(sweep, m) for m in names}
+    # a group with no positive variance (e.g. a frozen prior) has nothing to draw on a log scale
+    names = [m for m in names if any((stats["mean"] > 0).any() for _, stats in series[m])]
+    if not names:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.2), squeeze=False)
+    for ax, m in zip(axes[0], names, strict=True):
+        for label, stats in series[m]:
+            stats = stats[stats["mean"] > 0]
+            if len(stats):
+                _line_with_band(ax, stats, label, sweep.color(label))
+        ax.set_yscale("log")
+        ax.set(xlabel="step", ylabel="gradient variance", title=f"{m}: mean ± std over seeds")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][-1].legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_final(sweep: Sweep, table: pd.DataFrame, metrics: Sequence[str], path: Path) -> bool:
+    """One panel per final metric: the group means with ± 1 std error bars."""
+    metrics = [m for m in metrics if f"{m}_mean" in table and table[f"{m}_mean"].notna().any()]
+    if not metrics or table.empty:
+        return False
+    plt = _pyplot()
+    width = max(4.0, 0.6 * len(table) + 2)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(width * len(metrics), 4.5), squeeze=False)
+    x = np.arange(len(table))
+    for ax, m in zip(axes[0], metrics, strict=True):
+        for i in x:
+            ax.errorbar(
+                x[i],
+                table[f"{m}_mean"].iloc[i],
+                yerr=np.nan_to_num(table[f"{m}_std"].iloc[i]),
+                fmt="o",
+                capsize=4,
+                color=sweep.color(table["group"].iloc[i]),
+            )
+        ax.set_xlim(-0.5, len(table) - 0.5)
+        ax.set_xticks(x, table["group"], rotation=30, ha="right", fontsize="small")
+        ax.set(title=m, ylabel=m)
+        if GRAD_VAR.match(m.removeprefix(BEST_PREFIX)) and (table[f"{m}_mean"] > 0).all():
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
