@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -31,6 +32,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
 import vae_lab.distributions.kl  # noqa: F401  (registers vae-lab's closed-form KLs)
+from vae_lab import checkpoint as run_checkpoint
 from vae_lab.errors import ConfigError, check, positive_int
 from vae_lab.estimators.base import Estimator
 from vae_lab.model.posteriors import PosteriorHead
@@ -41,6 +43,11 @@ log = logging.getLogger(__name__)
 
 class VAE(pl.LightningModule):
     """A variational autoencoder whose gradient estimator is a plug-in.
+
+    The test loop (``test_step``) logs the ELBO terms, the importance-weighted ``nll`` and, for count
+    data, the ``perplexity`` under ``{test_split}/`` (``test/elbo``, ...); `vae-lab eval split=val` runs
+    the same loop over the validation rows with ``test_split = "val"``. ``run_config``, set by
+    :func:`vae_lab.build.build`, is stored in every checkpoint (:mod:`vae_lab.checkpoint`).
 
     Args:
         posterior: head mapping encoder outputs to q(z|x).
@@ -59,6 +66,11 @@ class VAE(pl.LightningModule):
             latents from collapsing onto the prior early in training. 0 (default) trains on the ELBO
             itself from the first step. Logged metrics are always the unweighted ELBO.
     """
+
+    #: the split name the test loop logs under; `vae-lab eval` sets it to the split it scores
+    test_split: str = "test"
+    #: the run's config (plain dict), stored in checkpoints; None: checkpoints without it
+    run_config: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -246,23 +258,24 @@ class VAE(pl.LightningModule):
         self._update_perplexity("val", x, terms["elbo"])
 
     def test_step(self, x: Tensor, batch_idx: int) -> None:
+        split = self.test_split
         terms = self.elbo(x)
-        self._log_terms("test", terms, x.shape[0])
-        self._update_perplexity("test", x, terms["elbo"])
+        self._log_terms(split, terms, x.shape[0])
+        self._update_perplexity(split, x, terms["elbo"])
         nll = -self.iw_log_likelihood(x).mean()
-        self.log("test/nll", nll, batch_size=x.shape[0], on_epoch=True)
+        self.log(f"{split}/nll", nll, batch_size=x.shape[0], on_epoch=True)
 
     def on_validation_epoch_start(self) -> None:
         self._perplexity_sums.pop("val", None)
 
     def on_test_epoch_start(self) -> None:
-        self._perplexity_sums.pop("test", None)
+        self._perplexity_sums.pop(self.test_split, None)
 
     def on_validation_epoch_end(self) -> None:
         self._log_perplexity("val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_perplexity("test")
+        self._log_perplexity(self.test_split)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Prior burn-in: a None gradient makes torch's optimizers skip the parameter entirely (no step,
@@ -302,6 +315,10 @@ class VAE(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.parameters())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:  # what `vae-lab eval` rebuilds this model from
+            checkpoint[run_checkpoint.KEY] = run_checkpoint.record(self.run_config)
 
 
 def document_log_perplexity(elbo: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
