@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import pytest
 
 from vae_lab import report
 
 
+@pytest.mark.slow
 def test_report_on_a_real_sweep(cli):
     proc = cli(
         "train",
