@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from functools import cache
 from pathlib import Path
 
 from hydra.utils import get_class
 from omegaconf import OmegaConf
+from torch.distributions import Distribution
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -18,13 +18,13 @@ def group_options(group: str) -> list[str]:
     return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
 
 
-@cache
-def estimators_for(family: str) -> list[str]:
-    """Names of the estimator options whose class supports the latent ``family``."""
+def estimators_for(q: Distribution) -> list[str]:
+    """Names of the estimator options whose class supports the distribution ``q`` (derived from what the
+    distribution can do: :mod:`vae_lab.distributions.capabilities`)."""
     names = []
     for name in group_options("estimator"):
         cls = get_class(OmegaConf.load(CONF_DIR / "estimator" / f"{name}.yaml")["_target_"])
-        if family in getattr(cls, "families", ()):
+        if cls.supports(q):
             names.append(name)
     return names
 

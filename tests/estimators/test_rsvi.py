@@ -17,10 +17,6 @@ def _case(family: str, B: int, n: int = N_COPIES):
     return CASES[family](n, **(SHAPES_B0.get(family, {}) if B == 0 else {}))
 
 
-def test_families():
-    assert set(RSVIEstimator.families) == {"gamma", "dirichlet", "vonmises", "beta"}
-
-
 @pytest.mark.parametrize("B", [0, 1, 5])
 @pytest.mark.parametrize("family", ["gamma", "dirichlet", "beta"])
 def test_unbiased(family, B):
@@ -60,8 +56,7 @@ def test_surrogate_value_is_f(family, correction):
 @pytest.mark.parametrize("family", ["gaussian"])
 def test_unsupported_family_raises(family):
     case = CASES[family](4)
-    supported = r"\(supported: gamma, dirichlet, vonmises, beta\)"
-    with pytest.raises(ValueError, match=r"does not support the gaussian family " + supported):
+    with pytest.raises(ValueError, match=r"does not support Normal: it needs a rejection sampler registered"):
         RSVIEstimator()(case.make_q(case.params), case.f)
 
 

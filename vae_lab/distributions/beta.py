@@ -29,6 +29,8 @@ class Beta(_TorchBeta):
     :math:`\log z` and :math:`\log(1 - z)` of its own samples.
     """
 
+    implicit_rsample = True
+
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = _NO_SHAPE) -> Tensor:
         shape = self._extended_shape(sample_shape)
         a = self.concentration1.expand(shape)

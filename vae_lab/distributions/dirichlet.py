@@ -29,6 +29,8 @@ class Dirichlet(_TorchDirichlet):
     number); :meth:`log_prob` reads the exact :math:`\log z` of its own samples.
     """
 
+    implicit_rsample = True
+
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = _NO_SHAPE) -> Tensor:
         shape = self._extended_shape(sample_shape)
         log_g = log_standard_gamma(self.concentration.expand(shape))

@@ -30,6 +30,8 @@ class Gamma(_TorchGamma):
     (:func:`~vae_lab.distributions.log_space.log_of`).
     """
 
+    implicit_rsample = True
+
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = _NO_SHAPE) -> Tensor:
         shape = self._extended_shape(sample_shape)
         log_z = log_standard_gamma(self.concentration.expand(shape)) - torch.log(self.rate.expand(shape))

@@ -65,10 +65,7 @@ from vae_lab.distributions.angles import wrap_angle
 from vae_lab.distributions.best_fisher import accepted_noise, proposal_path
 from vae_lab.distributions.log_space import remember_logs
 
-__all__ = ["RejectionSample", "rsvi_sample", "SUPPORTED"]
-
-#: Distribution classes (and their subclasses) that :func:`rsvi_sample` handles.
-SUPPORTED: tuple[type[Distribution], ...] = (Gamma, Dirichlet, Beta, TorchVonMises)
+__all__ = ["RejectionSample", "has_rejection_sampler", "rsvi_sample"]
 
 
 @dataclass
@@ -121,7 +118,7 @@ def rsvi_sample(
 
 @singledispatch
 def _rsvi_sample(base: Distribution, sample_shape: torch.Size, B: int, generator) -> RejectionSample:
-    names = ", ".join(cls.__name__ for cls in SUPPORTED)
+    names = ", ".join(cls.__name__ for cls in _rsvi_sample.registry if cls is not object)
     raise TypeError(f"no rejection sampler for {type(base).__name__} (supported: {names})")
 
 
@@ -242,3 +239,11 @@ def _(base: TorchVonMises, sample_shape: torch.Size, B: int, generator) -> Rejec
     noise, _ = accepted_noise(kappa, generator)
     x, log_ratio = proposal_path(noise.reshape(shape), kappa)
     return RejectionSample(z=wrap_angle(base.loc + x), log_ratio=log_ratio)
+
+
+def has_rejection_sampler(q: Distribution) -> bool:
+    """Whether a rejection sampler is registered for ``q``'s family (looking through ``Independent``)."""
+    base = q
+    while isinstance(base, Independent):
+        base = base.base_dist
+    return _rsvi_sample.dispatch(type(base)) is not _rsvi_sample.dispatch(object)

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.distributions import VonMises as _TorchVonMises
+from torch.distributions import constraints
 
 from vae_lab.distributions.angles import wrap_angle
 from vae_lab.distributions.bessel import log_i0e, one_minus_bessel_ratio
@@ -98,6 +99,10 @@ class VonMises(_TorchVonMises):
     """
 
     has_rsample = True
+    implicit_rsample = True
+    #: where samples lie: wrapped to [-pi, pi). (``support`` stays the real line, as torch's: log_prob and
+    #: cdf take any real angle.)
+    sample_support = constraints.half_open_interval(-math.pi, math.pi)
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = _NO_SHAPE) -> Tensor:
         """Reparameterized samples of shape ``sample_shape + batch_shape``, wrapped to [-pi, pi).

@@ -17,35 +17,11 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor
-from torch.distributions import Beta, Dirichlet, Distribution, Gamma, Independent, Normal
-from torch.distributions import VonMises as TorchVonMises
+from torch.distributions import Distribution
+
+from vae_lab.distributions.capabilities import base_distribution
 
 Objective = Callable[[Tensor], Tensor]
-
-#: Names of the latent families, as used by ``posterior.family`` in the configs.
-FAMILIES: dict[type[Distribution], str] = {
-    Normal: "gaussian",
-    TorchVonMises: "vonmises",  # vae_lab's VonMises subclasses torch's
-    Dirichlet: "dirichlet",
-    Gamma: "gamma",
-    Beta: "beta",
-}
-
-
-def base_distribution(q: Distribution) -> Distribution:
-    """The elementwise distribution beneath any ``Independent`` wrappers."""
-    while isinstance(q, Independent):
-        q = q.base_dist
-    return q
-
-
-def family_of(q: Distribution) -> str:
-    """The family name of ``q`` ("gaussian", "vonmises", ...), looking through ``Independent``."""
-    base = base_distribution(q)
-    for cls in type(base).__mro__:
-        if cls in FAMILIES:
-            return FAMILIES[cls]
-    raise TypeError(f"unknown latent family {type(base).__name__}")
 
 
 @dataclass
@@ -65,23 +41,24 @@ class Estimate:
 
 
 class Estimator(torch.nn.Module):
-    """Base class: subclasses set ``families`` and implement ``forward``.
+    """Base class: subclasses implement ``supports`` (from the distribution's capabilities,
+    :mod:`vae_lab.distributions.capabilities`) and ``forward``.
 
     Estimators are modules so that state (a moving-average baseline) is saved in checkpoints.
     """
 
-    #: Latent families (see ``FAMILIES``) this estimator gives gradients for.
-    families: ClassVar[tuple[str, ...]] = ()
+    #: What a distribution needs for this estimator, in words (for error messages).
+    requirement: ClassVar[str] = ""
 
-    def supports(self, family: str) -> bool:
-        return family in self.families
+    @classmethod
+    def supports(cls, q: Distribution) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def check(self, q: Distribution) -> None:
-        family = family_of(q)
-        if not self.supports(family):
+        if not self.supports(q):
+            name = type(base_distribution(q)).__name__
             raise ValueError(
-                f"estimator {type(self).__name__} does not support the {family} family "
-                f"(supported: {', '.join(self.families)})"
+                f"estimator {type(self).__name__} does not support {name}: it needs {self.requirement}"
             )
 
     def forward(self, q: Distribution, f: Objective, n_samples: int = 1) -> Estimate:  # pragma: no cover

@@ -21,9 +21,15 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from torch.distributions import Distribution, Normal
+from torch.distributions import Distribution
 
-from vae_lab.estimators.base import Estimate, Estimator, Objective, base_distribution, family_of
+from vae_lab.distributions.capabilities import (
+    base_distribution,
+    has_explicit_rsample,
+    has_implicit_rsample,
+    implements,
+)
+from vae_lab.estimators.base import Estimate, Estimator, Objective
 
 
 class ImplicitEstimator(Estimator):
@@ -34,25 +40,26 @@ class ImplicitEstimator(Estimator):
     ``rsample``, which is implicit.
     """
 
-    families: ClassVar[tuple[str, ...]] = ("gaussian", "vonmises", "dirichlet", "gamma", "beta")
+    requirement: ClassVar[str] = (
+        "an implicitly reparameterized rsample, or an explicit one with a cdf (for von Mises use "
+        "vae_lab.distributions.VonMises, not torch.distributions.VonMises)"
+    )
+
+    @classmethod
+    def supports(cls, q: Distribution) -> bool:
+        return has_implicit_rsample(q) or (has_explicit_rsample(q) and implements(q, "cdf"))
 
     def forward(self, q: Distribution, f: Objective, n_samples: int = 1) -> Estimate:
         self.check(q)
-        base = base_distribution(q)
-        if family_of(q) == "gaussian":
-            z = _implicit_normal_rsample(q, base, n_samples)
-        else:
-            if not base.has_rsample:
-                raise ValueError(
-                    f"implicit reparameterization needs a {type(base).__name__} with rsample; for von Mises "
-                    "use vae_lab.distributions.VonMises, not torch.distributions.VonMises"
-                )
+        if has_implicit_rsample(q):
             z = q.rsample((n_samples,))
+        else:  # an explicit family: the implicit gradient through its CDF
+            z = _implicit_rsample_from_cdf(q, base_distribution(q), n_samples)
         value = f(z)
         return Estimate(z=z, value=value, surrogate=value)
 
 
-def _implicit_normal_rsample(q: Distribution, base: Normal, n_samples: int) -> torch.Tensor:
+def _implicit_rsample_from_cdf(q: Distribution, base: Distribution, n_samples: int) -> torch.Tensor:
     z = q.sample((n_samples,))
     cdf = base.cdf(z)
     # the density only scales the gradient: stop its own gradient, and keep it off zero in the far

@@ -13,13 +13,18 @@ from typing import ClassVar
 
 from torch.distributions import Distribution
 
+from vae_lab.distributions.capabilities import has_explicit_rsample
 from vae_lab.estimators.base import Estimate, Estimator, Objective
 
 
 class ReparamEstimator(Estimator):
     """Explicit reparameterization: ``surrogate = f(z)``, ``z = q.rsample()`` (Kingma & Welling, 2014)."""
 
-    families: ClassVar[tuple[str, ...]] = ("gaussian",)
+    requirement: ClassVar[str] = "an explicitly reparameterized rsample (z = g(eps, phi), e.g. Normal)"
+
+    @classmethod
+    def supports(cls, q: Distribution) -> bool:
+        return has_explicit_rsample(q)
 
     def forward(self, q: Distribution, f: Objective, n_samples: int = 1) -> Estimate:
         self.check(q)

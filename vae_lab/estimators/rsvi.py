@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from torch.distributions import Distribution
 
-from vae_lab.distributions.rsvi import rsvi_sample
+from vae_lab.distributions.rsvi import has_rejection_sampler, rsvi_sample
 from vae_lab.estimators.base import Estimate, Estimator, Objective
 
 
@@ -35,7 +35,11 @@ class RSVIEstimator(Estimator):
             is biased.
     """
 
-    families: ClassVar[tuple[str, ...]] = ("gamma", "dirichlet", "vonmises", "beta")
+    requirement: ClassVar[str] = "a rejection sampler registered in vae_lab.distributions.rsvi"
+
+    @classmethod
+    def supports(cls, q: Distribution) -> bool:
+        return has_rejection_sampler(q)
 
     def __init__(self, B: int = 1, correction: bool = True) -> None:
         super().__init__()

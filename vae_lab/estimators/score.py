@@ -20,7 +20,8 @@ from typing import ClassVar
 import torch
 from torch.distributions import Distribution
 
-from vae_lab.estimators.base import FAMILIES, Estimate, Estimator, Objective
+from vae_lab.distributions.capabilities import implements
+from vae_lab.estimators.base import Estimate, Estimator, Objective
 
 BASELINES = ("none", "moving_average", "leave_one_out")
 
@@ -33,7 +34,12 @@ class ScoreFunctionEstimator(Estimator):
         decay: decay of the moving average, in [0, 1).
     """
 
-    families: ClassVar[tuple[str, ...]] = tuple(FAMILIES.values())
+    requirement: ClassVar[str] = "sample and log_prob"
+
+    @classmethod
+    def supports(cls, q: Distribution) -> bool:
+        can_sample = implements(q, "sample") or implements(q, "rsample")
+        return can_sample and implements(q, "log_prob")
 
     def __init__(self, baseline: str = "none", decay: float = 0.9) -> None:
         super().__init__()
