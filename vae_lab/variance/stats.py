@@ -1,4 +1,5 @@
-r"""Bias and mean squared error beside the variance, for `vae-lab variance` (:mod:`vae_lab.variance`).
+r"""Bias and mean squared error beside the variance, for `vae-lab variance`
+(:mod:`vae_lab.variance.experiment`).
 
 From M independent estimates g_1, ..., g_M of a gradient whose exact value g* is known:
 

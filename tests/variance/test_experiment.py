@@ -1,59 +1,35 @@
-"""`vae-lab variance`: exact gradients, unbiasedness of every estimator, the Gaussian table against theory,
-and the command end to end."""
+"""The experiments (vae_lab/variance/experiment.py): every estimator unbiased on the family
+cross-entropies, the columns consistent, RSVI without shape augmentation skipped below one, the paper's
+claim on implicit gradients, and the Gaussian table against theory."""
 
 from __future__ import annotations
 
 import math
 
-import mpmath
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.special as sp
+from omegaconf import OmegaConf
 
+from vae_lab.config import CONF_DIR
+from vae_lab.errors import ConfigError
+from vae_lab.estimators import ImplicitEstimator, RSVIEstimator, ScoreFunctionEstimator
 from vae_lab.variance import (
     COLUMNS,
     averaged_moments,
-    dirichlet_exact_grad,
+    build_estimator,
     family_experiment,
     gaussian_experiment,
     gaussian_theory,
     sample_variance_std_error,
-    vonmises_exact_grad,
+    supported_estimators,
 )
-from vae_lab.variance_stats import bias_in_standard_errors
+from vae_lab.variance.stats import bias_in_standard_errors
 
 DIRICHLET = {"rest": [1.0, 1.0], "target": [2.0, 3.0, 4.0]}
 VONMISES = {"loc": 0.0, "target_loc": 0.5, "target_concentration": 2.0}
 
 
-# -- exact gradients against independent references ------------------------------------------------
-@pytest.mark.parametrize("alpha1", [0.1, 0.7, 3.0, 10.0])
-def test_dirichlet_exact_gradient_matches_finite_differences(alpha1):
-    rest, target = [1.5, 0.8], [2.0, 3.0, 0.5]
-
-    def cross_entropy(a1: float) -> float:
-        alpha = np.array([a1, *rest])
-        a = np.array(target)
-        e_log_z = sp.digamma(alpha) - sp.digamma(alpha.sum())
-        log_beta = sp.gammaln(a).sum() - sp.gammaln(a.sum())
-        return float(-((a - 1) * e_log_z).sum() + log_beta)
-
-    h = 1e-5 * alpha1
-    numeric = (cross_entropy(alpha1 + h) - cross_entropy(alpha1 - h)) / (2 * h)
-    assert dirichlet_exact_grad([alpha1, *rest], target) == pytest.approx(numeric, rel=1e-6)
-
-
-@pytest.mark.parametrize("kappa", [0.1, 1.0, 10.5, 100.0])
-def test_vonmises_exact_gradient_matches_mpmath(kappa):
-    mpmath.mp.dps = 40
-    ratio = lambda k: mpmath.besseli(1, k) / mpmath.besseli(0, k)  # noqa: E731
-    # E_q[-log p(z)] = -kappa_p A(kappa) cos(mu - mu_p) + const
-    reference = -2.0 * math.cos(0.3 - 1.1) * float(mpmath.diff(ratio, kappa))
-    assert vonmises_exact_grad(kappa, 0.3, 1.1, 2.0) == pytest.approx(reference, rel=1e-9)
-
-
-# -- every estimator is unbiased --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def small_tables() -> dict[str, pd.DataFrame]:
     return {
@@ -115,19 +91,6 @@ def test_implicit_has_the_lowest_variance_away_from_small_concentrations(small_t
             assert (others > margin * implicit).all(), rows.to_string()
 
 
-# -- the Gaussian example against theory ------------------------------------------------------------
-def test_gaussian_theory_moments():
-    for theta in (0.0, 2.0, -1.5):
-        theory = gaussian_theory(theta)
-        assert theory["reparam"] == pytest.approx((2 * theta, 4.0, 48.0))
-        mean, var, _ = theory["score"]
-        assert (mean, var) == pytest.approx((2 * theta, theta**4 + 14 * theta**2 + 15))
-    # averaging: N = 1 is the identity; large N tends to a normal (kurtosis 3)
-    assert averaged_moments(87.0, 202827.0, 1) == pytest.approx((87.0, 202827.0))
-    var, mu4 = averaged_moments(87.0, 202827.0, 10**6)
-    assert mu4 / var**2 == pytest.approx(3.0, rel=1e-3)
-
-
 @pytest.fixture(scope="module")
 def gaussian_table() -> pd.DataFrame:
     # the full grid (N up to 1e5, 100 repetitions: 1.1e7 samples per estimator) takes about a second
@@ -163,42 +126,23 @@ def test_gaussian_variances_agree_with_theory(gaussian_table):
     )
 
 
-# -- the command ------------------------------------------------------------------------------------
-def test_cli_variance_writes_csv_and_plots(cli):
-    proc = cli(
-        "variance",
-        "n_samples=2000",
-        "dirichlet.concentrations=[0.5,2]",
-        "vonmises.concentrations=[0.5,5]",
-        "gaussian.n=[10,100]",
-        "gaussian.repetitions=20",
+# -- estimators from their configs ------------------------------------------------------------------
+def test_estimators_are_built_from_their_configs_with_the_experiments_overrides():
+    rsvi_yaml = OmegaConf.load(CONF_DIR / "estimator" / "rsvi.yaml")
+    rsvi = build_estimator("rsvi")
+    assert isinstance(rsvi, RSVIEstimator) and (rsvi.B, rsvi.correction) == (
+        rsvi_yaml.B,
+        rsvi_yaml.correction,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = list(cli.cwd.glob("outputs/variance/*/*/variance.csv"))
-    assert len(runs) == 1, runs
-    run_dir = runs[0].parent
-    assert str(run_dir) in proc.stdout
-    for name in ("variance.png", "gaussian.png", "gaussian.csv", "variance.log"):
-        assert (run_dir / name).is_file(), name
-    frame = pd.read_csv(run_dir / "variance.csv")
-    assert list(frame.columns) == COLUMNS
-    valid = frame[frame["note"].isna()]
-    assert len(valid) == 2 * 6 - 1 + 2 * 3  # dirichlet: 6 estimators (rsvi B=0 skipped at 0.5); vonmises: 3
-    assert (
-        np.isfinite(
-            valid[["concentration", "n_samples", "mean", "variance", "std_error", "exact", "bias", "mse"]]
-        )
-        .all()
-        .all()
-    )
-    assert (valid["n_samples"] == 2000).all()
-    gaussian = pd.read_csv(run_dir / "gaussian.csv")
-    assert len(gaussian) == 4 and np.isfinite(gaussian[["mean", "variance", "bias", "mse"]]).all().all()
-    assert "Bias in standard errors" in proc.stdout and "Mean squared error" in proc.stdout
+    assert build_estimator("rsvi", B=3).B == 3  # the Dirichlet rows' shape augmentation
+    score = build_estimator("score")  # the paper's plain score function, whatever score.yaml's baseline
+    assert isinstance(score, ScoreFunctionEstimator) and score.baseline == "none"
+    assert isinstance(build_estimator("implicit"), ImplicitEstimator)
+    with pytest.raises(ConfigError, match=r"^estimators='nope' is not allowed; choose from .*implicit"):
+        build_estimator("nope")
 
 
-def test_cli_variance_bad_value_is_one_line(cli):
-    proc = cli("variance", "n_samples=0")
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vae-lab variance: error: n_samples=0"), proc.stderr
+def test_which_estimators_apply_is_asked_of_the_distribution():
+    for family in ("dirichlet", "vonmises"):
+        supported = supported_estimators(family)
+        assert {"implicit", "rsvi", "score"} <= set(supported) and "reparam" not in supported, family

@@ -1,4 +1,4 @@
-"""Bias and MSE beside the variance (vae_lab/variance_stats.py): the identities between the columns, and
+"""Bias and MSE beside the variance (vae_lab/variance/stats.py): the identities between the columns, and
 RSVI without its correction term, biased by construction (Naesseth et al. 2017), told apart from the
 unbiased RSVI by the bias in standard errors."""
 
@@ -12,7 +12,7 @@ import torch
 
 from vae_lab.estimators import RSVIEstimator
 from vae_lab.variance import single_sample_grads, vonmises_exact_grad
-from vae_lab.variance_stats import STAT_COLUMNS, bias_in_standard_errors, gradient_stats
+from vae_lab.variance.stats import STAT_COLUMNS, bias_in_standard_errors, gradient_stats
 
 VONMISES = {"loc": 0.0, "target_loc": 0.5, "target_concentration": 2.0}
 
