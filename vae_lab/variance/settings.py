@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import types
 from dataclasses import dataclass, fields, is_dataclass
 from enum import Enum
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
@@ -28,24 +29,20 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import (
     ConfigAttributeError,
     ConfigKeyError,
+    InterpolationResolutionError,
     MissingMandatoryValue,
     OmegaConfBaseException,
 )
 
 from vae_lab.errors import ConfigError, check
-from vae_lab.variance.experiment import supported_estimators
+from vae_lab.variance.experiment import FAMILY_NAMES, supported_estimators
 
 SCHEMA_NAME = "variance_schema"
 
 
-class Family(Enum):
-    dirichlet = "dirichlet"
-    vonmises = "vonmises"
-
-
-class Precision(Enum):
-    float32 = "float32"
-    float64 = "float64"
+#: The latent families of the experiments, and the floating-point types they run in.
+Family = Enum("Family", [(name, name) for name in FAMILY_NAMES])
+Precision = Enum("Precision", [(name, name) for name in ("float32", "float64")])
 
 
 def _finite(key: str, value: float, positive: bool = False) -> float:
@@ -221,6 +218,8 @@ def _config_error(err: OmegaConfBaseException) -> ConfigError:
         parent = _type_at(key.rpartition(".")[0]) if "." in key else VarianceConfig
         names = [f.name for f in fields(parent)] if is_dataclass(parent) else []
         return ConfigError(key, "", detail=f"{key}: not a setting; choose from {', '.join(names)}")
+    if isinstance(err, InterpolationResolutionError):
+        return ConfigError(key, "", detail=f"{key}: {str(err.msg or err).splitlines()[0]}")
     expected = _describe(_type_at(key))
     if isinstance(err, MissingMandatoryValue):
         return ConfigError(key, "", detail=f"{key}: missing; expected {expected}")
@@ -248,7 +247,7 @@ def _type_at(path: str) -> Any:
 
 def _strip_optional(tp: Any) -> Any:
     args = get_args(tp)
-    if get_origin(tp) is Union or type(tp).__name__ == "UnionType":
+    if get_origin(tp) in (Union, types.UnionType):
         return next(a for a in args if a is not type(None))
     return tp
 
