@@ -62,7 +62,7 @@ reproduce-vae-mnist: install
 reproduce-lda: install
 	@status=0; \
 	$(SWEEP) hydra.sweep.dir=$(REPRO_DIR)/lda_20news/implicit experiment=figurnov2018/lda_20news estimator=implicit seed=$(SEEDS) $(ARGS) || status=1; \
-	$(SWEEP) hydra.sweep.dir=$(REPRO_DIR)/lda_20news/rsvi experiment=figurnov2018/lda_20news estimator=rsvi estimator.B=1,5,10,20 seed=$(SEEDS) $(ARGS) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$(REPRO_DIR)/lda_20news/rsvi experiment=figurnov2018/lda_20news estimator=rsvi model.estimator.B=1,5,10,20 seed=$(SEEDS) $(ARGS) || status=1; \
 	$(SWEEP) hydra.sweep.dir=$(REPRO_DIR)/lda_20news/score experiment=figurnov2018/lda_20news estimator=score seed=$(SEEDS) $(ARGS) || status=1; \
 	$(VAE_LAB) report $(REPRO_DIR)/lda_20news/implicit $(REPRO_DIR)/lda_20news/rsvi $(REPRO_DIR)/lda_20news/score --out $(REPRO_DIR)/lda_20news || status=1; \
 	exit $$status

@@ -24,6 +24,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+import vae_lab.build
 from vae_lab.config import CONF_DIR
 
 warnings.filterwarnings("ignore")
@@ -36,13 +37,7 @@ def config(overrides: list[str]):
 
 def build(cfg, datamodule):
     torch.manual_seed(0)
-    return instantiate(
-        cfg.model,
-        posterior=instantiate(cfg.posterior),
-        prior=instantiate(cfg.prior),
-        estimator=instantiate(cfg.estimator),
-        input_dim=datamodule.input_dim,
-    )
+    return vae_lab.build.build(cfg, datamodule)[1]
 
 
 def step_times(datamodule, variants: dict[str, list[str]], steps: int, repeats: int) -> dict[str, float]:
@@ -150,8 +145,8 @@ def main() -> None:
     variants = {
         "implicit": [],
         "implicit, dense 1st layer": ["model.encoder.sparse_input=false"],
-        "rsvi B=1": ["estimator=rsvi", "estimator.B=1"],
-        "rsvi B=10": ["estimator=rsvi", "estimator.B=10"],
+        "rsvi B=1": ["estimator=rsvi", "model.estimator.B=1"],
+        "rsvi B=10": ["estimator=rsvi", "model.estimator.B=10"],
     }
     for threads in args.threads:
         torch.set_num_threads(threads)

@@ -25,6 +25,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import nn
 
+from vae_lab.build import build
 from vae_lab.config import CONF_DIR
 from vae_lab.data.loader import TensorBatches
 
@@ -53,17 +54,11 @@ def vae_lab_epoch(x: torch.Tensor, batch_size: int, out_dir: str, probe: bool) -
                 f"callbacks.grad_variance.enabled={probe}",
             ],
         )
-    model = instantiate(
-        cfg.model,
-        posterior=instantiate(cfg.posterior),
-        prior=instantiate(cfg.prior),
-        estimator=instantiate(cfg.estimator),
-        input_dim=D,
-    )
+    data = InMemoryData(x, batch_size)
+    _, model = build(cfg, data)
     loggers = [instantiate(c) for c in cfg.logger.values()]
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, enable_progress_bar=True)
-    data = InMemoryData(x, batch_size)
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)
     return time.perf_counter() - start

@@ -144,6 +144,13 @@ def test_two_runs_in_the_same_second_get_different_directories(tmp_path):
         (["data.batch_size=0"], "batch_size"),
         (["posterior=dirichlet", "estimator=reparam"], "estimator"),
         (["precision=16"], "precision"),
+        (["model.posterior.min_scale=-1"], "model.posterior.min_scale=-1"),
+        (["posterior=vonmises", "model.posterior.min_concentration=0"], "model.posterior.min_concentration"),
+        (["prior=normal", "model.prior.scale=0"], "model.prior.scale"),
+        # the settings of posterior, prior and estimator moved under model: the old form names the new key
+        (["posterior=gamma", "posterior.min_rate=1e-3"], "model.posterior.min_rate=1e-3"),
+        (["estimator=rsvi", "estimator.B=5"], "model.estimator.B=5"),
+        (["-m", "prior=dirichlet", "+prior.alpha=1,2"], "+model.prior.alpha=1,2"),
     ],
 )
 def test_bad_input_gets_one_line_error_and_nonzero_exit(cli, args, key):
@@ -166,7 +173,9 @@ def test_bad_input_does_not_touch_earlier_results(cli):
 
 def test_help_lists_subcommands_and_config_groups(cli):
     top = cli("--help")
-    assert top.returncode == 0 and "train" in top.stdout
+    assert top.returncode == 0
+    for command in ("train", "eval", "variance", "report"):
+        assert f"  {command} " in top.stdout, command
     train_help = cli("train", "--help")
     assert train_help.returncode == 0
     for group in ("data", "model", "posterior", "prior", "estimator", "trainer", "logger", "callbacks"):

@@ -16,21 +16,40 @@ def compose_train(overrides: list[str]):
         return compose(config_name="train", overrides=overrides, return_hydra_config=False)
 
 
+#: groups composed into the model's config (model.posterior, ...), chosen on the command line as the others
+MODEL_GROUPS = ["posterior", "prior", "estimator"]
+
+
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in group_options(g)])
 def test_every_group_option_composes(group, option):
     cfg = compose_train([f"{group}={option}"])
-    assert cfg[group] is not None
+    assert (cfg.model if group in MODEL_GROUPS else cfg)[group] is not None
 
 
 @pytest.mark.parametrize("option", group_options("posterior"))
 def test_each_posterior_and_its_natural_prior_build(option):
     cfg = compose_train([f"posterior={option}"])
-    head, prior = instantiate(cfg.posterior), instantiate(cfg.prior)
+    head, prior = instantiate(cfg.model.posterior), instantiate(cfg.model.prior)
     assert head.family == option
     assert prior().event_shape == (cfg.model.latent_dim,)
 
 
 @pytest.mark.parametrize("option", group_options("estimator"))
 def test_each_estimator_builds(option):
-    estimator = instantiate(compose_train([f"estimator={option}"]).estimator)
-    assert estimator.families
+    estimator = instantiate(compose_train([f"estimator={option}"]).model.estimator)
+    assert callable(estimator.supports)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["posterior=vonmises", "estimator=rsvi"], ["experiment=figurnov2018/lda_20news"]],
+    ids=["default", "vonmises-rsvi", "lda_20news"],
+)
+def test_instantiating_the_model_config_builds_the_whole_vae(overrides):
+    """One model tree: posterior, prior and estimator sit in the model's config, so the model node alone
+    builds the VAE with all of them (only the data's input_dim comes from outside)."""
+    cfg = compose_train(overrides)
+    model = instantiate(cfg.model, input_dim=64)
+    for group in MODEL_GROUPS:
+        assert type(getattr(model, group)).__name__ == cfg.model[group]._target_.rsplit(".", 1)[-1]
+    assert not {"posterior", "prior", "estimator"} & set(cfg)  # nothing left at the top level

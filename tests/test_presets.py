@@ -54,17 +54,17 @@ def test_every_preset_has_an_end_to_end_test():
 def test_vae_mnist_pairs_each_posterior_with_the_papers_prior(posterior):
     cfg = compose_config("train", ["experiment=figurnov2018/vae_mnist", f"posterior={posterior}"])
     assert cfg.data._target_ == "vae_lab.data.MNISTDataModule"  # dynamic binarization
-    assert cfg.estimator._target_ == "vae_lab.estimators.ImplicitEstimator"
+    assert cfg.model.estimator._target_ == "vae_lab.estimators.ImplicitEstimator"
     assert cfg.model.iw_samples == 5000 and cfg.model.iw_chunk <= 100
-    assert cfg.prior._target_ == NATURAL_PRIORS[posterior]
+    assert cfg.model.prior._target_ == NATURAL_PRIORS[posterior]
     if posterior == "gamma":
-        assert (cfg.prior.concentration, cfg.prior.rate) == (0.3, 0.3)
+        assert (cfg.model.prior.concentration, cfg.model.prior.rate) == (0.3, 0.3)
     for dim in (2, 3, 5, 10):
         cfg = compose_config(
             "train",
             ["experiment=figurnov2018/vae_mnist", f"posterior={posterior}", f"model.latent_dim={dim}"],
         )
-        assert cfg.posterior.latent_dim == dim and cfg.prior.latent_dim == dim
+        assert cfg.model.posterior.latent_dim == dim and cfg.model.prior.latent_dim == dim
 
 
 def test_vae_mnist_runs_end_to_end_for_each_posterior(cli, shared_data_dir):
@@ -190,9 +190,9 @@ def test_make_reproduce_lda_composes(tmp_path):
         assert "-m" in train and "hydra/launcher=joblib" in train
         overrides = _check_hydra_command(train, "trainer.max_steps=10")
         assert "experiment=figurnov2018/lda_20news" in overrides and "seed=0,1" in overrides
-        settings.append(" ".join(o for o in overrides if o.startswith("estimator")))
+        settings.append(" ".join(o for o in overrides if o.startswith(("estimator", "model.estimator"))))
         dirs.append(_sweep_dir(overrides))
-    assert settings == ["estimator=implicit", "estimator=rsvi estimator.B=1,5,10,20", "estimator=score"]
+    assert settings == ["estimator=implicit", "estimator=rsvi model.estimator.B=1,5,10,20", "estimator=score"]
     assert len(set(dirs)) == 3
     report = commands[3]
     assert report[1:4] == dirs and report[4:] == ["--out", str(tmp_path / "lda_20news")]

@@ -1,7 +1,7 @@
 """Every supported (posterior, estimator) pair trains on digits and improves its ELBO (issue 3, item 4).
 
-In-process (Hydra compose + instantiate, as `vae-lab train` does) to keep the suite quick; the CLI
-itself is covered by tests/test_cli.py.
+In-process (Hydra compose + `vae_lab.build.build`, as `vae-lab train` does) to keep the suite quick; the
+CLI itself is covered by tests/test_cli.py.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
+from vae_lab.build import build
 from vae_lab.config import CONF_DIR
 
 PAIRS = [
@@ -22,7 +22,7 @@ PAIRS = [
     ["posterior=vonmises", "estimator=rsvi"],
     ["posterior=vonmises", "estimator=score"],
     ["posterior=dirichlet", "estimator=implicit"],
-    ["posterior=dirichlet", "estimator=rsvi", "estimator.B=5"],
+    ["posterior=dirichlet", "estimator=rsvi", "model.estimator.B=5"],
     ["posterior=dirichlet", "estimator=score"],
     ["posterior=gamma", "estimator=implicit"],
     ["posterior=gamma", "estimator=rsvi"],
@@ -46,15 +46,8 @@ def test_pair_trains_and_improves_its_elbo(overrides):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, "data.batch_size=32"])
     pl.seed_everything(0, verbose=False)
-    datamodule = instantiate(cfg.data)
+    datamodule, model = build(cfg)
     datamodule.setup("fit")
-    model = instantiate(
-        cfg.model,
-        posterior=instantiate(cfg.posterior),
-        prior=instantiate(cfg.prior),
-        estimator=instantiate(cfg.estimator),
-        input_dim=datamodule.input_dim,
-    )
     before = val_elbo(model, datamodule)
     trainer = pl.Trainer(
         max_epochs=4,

@@ -57,8 +57,6 @@ def read_config(path: str | Path, key: str = "ckpt") -> dict[str, Any]:
     """The run config stored in the checkpoint at ``path``; raises :class:`CheckpointError` with one line
     (naming ``key=path``) for a missing or unreadable file, a file that is not a vae-lab checkpoint, or one
     written in another checkpoint format."""
-    import pickle
-
     import torch
 
     where = f"{key}={path}"
@@ -67,8 +65,9 @@ def read_config(path: str | Path, key: str = "ckpt") -> dict[str, Any]:
         raise CheckpointError(f"{where}: no such file" if not path.exists() else f"{where}: not a file")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except Exception as err:  # noqa: BLE001 - any file torch cannot unpickle safely: one line, no traceback
+        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        first = f"{type(err).__name__}: {text}" if text else type(err).__name__
         raise CheckpointError(f"{where}: not a readable checkpoint ({first})") from err
     entry = checkpoint.get(KEY) if isinstance(checkpoint, dict) else None
     if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):

@@ -8,7 +8,6 @@ inside a sweep or after a traceback. `resume=true` is resolved here too (`_resum
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import math
@@ -19,15 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab import resume
-from vae_lab.config import CONF_DIR, group_options
+from vae_lab.config import CONF_DIR
+from vae_lab.preflight import override_value as _override_value
+from vae_lab.preflight import override_values as _override_values
+from vae_lab.preflight import preflight as _preflight
 from vae_lab.rundir import read_summary
 
 log = logging.getLogger("vae_lab.cli")
@@ -35,6 +35,8 @@ log = logging.getLogger("vae_lab.cli")
 COMMANDS: dict[str, str] = {
     "train": "train a VAE; Hydra overrides select data, model, posterior, prior, estimator, ... "
     "(`vae-lab train --help` lists them; -m sweeps)",
+    "eval": "re-score a checkpoint, rebuilt from its own config: ELBO terms, importance-weighted NLL, "
+    "perplexity (`vae-lab eval ckpt=PATH [split=test] [overrides]`)",
     "variance": "toy gradient-variance experiments: Dirichlet / von Mises estimators vs concentration, and "
     "the Gaussian score-vs-pathwise example (`vae-lab variance --help`)",
     "report": "aggregate sweeps: mean ± std over seeds per group, failed/unfinished jobs, plots "
@@ -96,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "train":
         return _run_train(rest)
+    if command == "eval":
+        return _run_eval(rest)
     if command == "variance":
         return _run_variance(rest)
     if command == "report":
@@ -160,19 +164,6 @@ def _run_train(args: list[str]) -> int:
     if multirun and SweepStatus.failed:
         return 1
     return 0
-
-
-def _override_value(overrides: list[str], key: str) -> Any:
-    """The value the last override of ``key`` sets (parsed: ``true`` is True), or None."""
-    parser, value = OverridesParser.create(), None
-    for text in overrides:
-        try:
-            override = parser.parse_override(text)
-        except HydraException:
-            continue
-        if override.key_or_group == key and not override.is_sweep_override():
-            value = override.value()
-    return value
 
 
 def _hydra_value(path: Path) -> str:
@@ -269,6 +260,59 @@ def _train_task(cfg: DictConfig) -> float:
         sys.exit(1)
 
 
+# -- eval ----------------------------------------------------------------------------------------
+def _run_eval(args: list[str]) -> int:
+    """`vae-lab eval`: check ckpt and split, put the checkpoint's config in Hydra's config store (the
+    option ``run: checkpoint`` of conf/eval.yaml), then run the eval task. Bad input fails with one line
+    before Hydra creates a directory."""
+    from hydra.core.config_store import ConfigStore
+
+    from vae_lab.checkpoint import CheckpointError, read_config
+    from vae_lab.eval import NOT_USED, SPLITS
+
+    flags, overrides = _split_flags(args)
+    info = bool(_INFO_FLAGS.intersection(flags))
+    ckpts = _override_values(overrides, "ckpt")
+    error = None
+    if len(ckpts) > 1:
+        error = f"ckpt: one checkpoint per command, got {', '.join(map(str, ckpts))}"
+    elif not ckpts and not info:
+        error = "ckpt=PATH is required: the checkpoint to score, e.g. ckpt=<run dir>/checkpoints/best.ckpt"
+    elif ckpts:
+        try:
+            config = read_config(str(ckpts[0]))
+        except CheckpointError as err:
+            error = str(err)
+        else:
+            node = {k: v for k, v in config.items() if k not in NOT_USED}
+            ConfigStore.instance().store(group="run", name="checkpoint", node=node, package="_global_")
+    if error is None and not info:
+        error = _preflight(overrides, config_name="eval")
+        unknown = [s for s in _override_values(overrides, "split") if s not in SPLITS]
+        if error is None and unknown:
+            error = f"split={unknown[0]}: unknown split; choose one of: {', '.join(SPLITS)}"
+    if error:
+        print(f"vae-lab eval: error: {error}", file=sys.stderr)
+        return 2
+    return _invoke_hydra(_eval_task, ["vae-lab eval", *flags, *overrides], config_name="eval")
+
+
+def _eval_task(cfg: DictConfig) -> dict[str, Any]:
+    from vae_lab.errors import ConfigError
+    from vae_lab.eval import evaluate
+
+    try:
+        return evaluate(cfg)
+    except ConfigError as err:
+        print(f"vae-lab eval: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as err:  # noqa: BLE001 - reported as one line; the traceback is in eval.log
+        log.info("eval failed", exc_info=True)
+        where = Path(cfg.paths.output_dir) / "eval.log"
+        print(f"vae-lab eval: error: {type(err).__name__}: {err} (traceback in {where})", file=sys.stderr)
+        sys.exit(1)
+
+
 # -- variance ------------------------------------------------------------------------------------
 def _run_variance(args: list[str]) -> int:
     from vae_lab.variance import task
@@ -280,49 +324,6 @@ def _run_variance(args: list[str]) -> int:
             print(f"vae-lab variance: error: {error}", file=sys.stderr)
             return 2
     return _invoke_hydra(task, ["vae-lab variance", *args], config_name="variance")
-
-
-def _preflight(overrides: list[str], config_name: str = "train") -> str | None:
-    """Compose every combination of the (sweep) overrides; return a one-line error or None."""
-    from hydra import compose, initialize_config_dir
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as err:
-        return _one_line(err)
-    choices: list[list[str]] = []
-    for override in parsed:
-        key = override.get_key_element().lstrip("+~")
-        if override.is_sweep_override() and not override.is_interval_sweep():
-            values = list(override.sweep_string_iterator())
-        elif override.is_interval_sweep():
-            values = []  # an Optuna interval: nothing to enumerate here
-        else:
-            values = [override.get_value_element_as_str()]
-        group = key.split("@")[0]
-        if "." not in group and (CONF_DIR / group).is_dir() and not group.startswith("hydra"):
-            options = group_options(group)
-            for value in values:
-                if value not in options and value != "null":
-                    return f"{group}={value}: unknown option; choose one of: {', '.join(options)}"
-        prefix = override.input_line[: len(override.input_line) - len(override.input_line.lstrip("+~"))]
-        choices.append(
-            [f"{prefix}{override.get_key_element().lstrip('+~')}={v}" for v in values]
-            or [override.input_line if not override.is_interval_sweep() else ""]
-        )
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for combo in itertools.product(*choices):
-            try:
-                compose(config_name=config_name, overrides=[c for c in combo if c])
-            except (HydraException, OmegaConfBaseException, ValueError) as err:
-                return _one_line(err)
-    return None
-
-
-def _one_line(err: BaseException) -> str:
-    skip = ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=", "reference_type=")
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.strip().startswith(skip)]
-    return "; ".join(lines) or type(err).__name__
 
 
 class SweepStatus(Callback):

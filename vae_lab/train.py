@@ -1,7 +1,9 @@
 """The Hydra task behind `vae-lab train`: seed, instantiate, fit, test, return the optimized metric.
 
-Everything that trains is built from the config with Hydra's ``instantiate``; this module only wires
-the pieces together and records the outcome in ``summary.json``. With ``resume`` set, the job
+Everything that trains is built from the config (:func:`vae_lab.build.build` for the data and the whole
+VAE, Hydra's ``instantiate`` for callbacks, loggers and the trainer); this module only wires the pieces
+together and records the outcome in ``summary.json``. The test phase scores the best checkpoint exactly
+as `vae-lab eval` does (:func:`vae_lab.eval.score`). With ``resume`` set, the job
 continues the run already in its directory (:mod:`vae_lab.resume`).
 """
 
@@ -9,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import time
 import traceback
@@ -20,14 +21,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import vae_lab.config  # noqa: F401  (registers the resolvers a job needs, also in launcher workers)
 from vae_lab import resume
-from vae_lab.errors import ConfigError, check
+from vae_lab.build import build, configure_torch, instantiate_key
+from vae_lab.errors import check
+from vae_lab.eval import score
 from vae_lab.rundir import write_summary
 
 log = logging.getLogger("vae_lab.train")
@@ -73,30 +73,19 @@ def train(cfg: DictConfig) -> float:
     resume_step = 0
     with resume.StopSignals() as stops:
         try:
-            _set_threads(cfg.get("threads"))
-            check(cfg.precision in (32, 64), "precision", "32 or 64", cfg.precision)
+            configure_torch(cfg)
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
-            torch.distributions.Distribution.set_default_validate_args(False)
-
-            datamodule = _build(cfg, "data")
-            model = _build(
-                cfg,
-                "model",
-                posterior=_build(cfg, "posterior"),
-                prior=_build(cfg, "prior"),
-                estimator=_build(cfg, "estimator"),
-                input_dim=datamodule.input_dim,
-            )
-            callbacks = [_build(cfg.callbacks, name, prefix="callbacks.") for name in cfg.callbacks]
+            datamodule, model = build(cfg)
+            callbacks = [instantiate_key(cfg, f"callbacks.{name}") for name in cfg.callbacks]
             checkpoint = resume.checkpoint_to_resume(callbacks) if resuming else None
             resume_step, csv_rows = resume.checkpoint_contents(checkpoint)
             extra = {
                 name: resume.logger_kwargs(cfg.logger[name], resume_step) if resuming else {}
                 for name in cfg.logger
             }
-            loggers = [_build(cfg.logger, name, prefix="logger.", **extra[name]) for name in cfg.logger]
+            loggers = [instantiate_key(cfg, f"logger.{name}", **extra[name]) for name in cfg.logger]
             resume.trim_csv_logs(loggers, run_dir, csv_rows)
-            trainer = _build(
+            trainer = instantiate_key(
                 cfg, "trainer", logger=loggers, callbacks=callbacks, precision=f"{cfg.precision}-true"
             )
             _log_hparams(loggers, _flat_hparams(cfg))
@@ -107,14 +96,9 @@ def train(cfg: DictConfig) -> float:
             trainer.fit(model, datamodule=datamodule, ckpt_path=checkpoint)
             metrics = _scalars(trainer.callback_metrics)
             best = _best_score(trainer, metrics)
-            if cfg.test:
-                trainer.test(
-                    model,
-                    datamodule=datamodule,
-                    ckpt_path="best" if _has_best(trainer) else None,
-                    verbose=False,
-                )
-                metrics.update(_scalars(trainer.callback_metrics))
+            if cfg.test:  # seeded like `vae-lab eval` of the best checkpoint, which gives the same numbers
+                best_ckpt = "best" if _has_best(trainer) else None
+                metrics.update(score(trainer, model, datamodule, "test", cfg.seed, ckpt_path=best_ckpt))
             summary.update(
                 status="completed",
                 metrics=metrics,
@@ -152,50 +136,6 @@ def train(cfg: DictConfig) -> float:
             write_summary(run_dir, summary)
             log.info("run interrupted: %s\n%s", interrupted, traceback.format_exc())
             raise interrupted from err
-
-
-def _build(cfg: DictConfig, key: str, prefix: str = "", **kwargs: Any) -> Any:
-    """``instantiate(cfg[key])``; a bad value surfaces as a ConfigError naming its full config key."""
-    node = cfg[key]
-    try:
-        return instantiate(node, **kwargs)
-    except (InstantiationException, ConfigError, ValueError, TypeError) as err:
-        cause = _root_cause(err)
-        if isinstance(cause, ConfigError):
-            # a key named after an object passed in (posterior, prior, estimator) is that top-level group
-            in_kwargs = cause.key.split(".")[0] in kwargs
-            full_key = cause.key if in_kwargs else _source_key(node, cause.key, f"{prefix}{key}")
-            raise ConfigError(
-                full_key,
-                cause.allowed,
-                cause.value,
-                detail=None if cause.value is not None or cause.allowed else str(cause),
-            ) from err
-        raise ConfigError(f"{prefix}{key}", "", detail=f"{prefix}{key}: {_one_line(cause)}") from err
-
-
-def _root_cause(err: BaseException) -> BaseException:
-    while err.__cause__ is not None and not isinstance(err, ConfigError):
-        err = err.__cause__
-    return err
-
-
-def _one_line(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.startswith("full_key")]
-    return "; ".join(lines) or type(err).__name__
-
-
-def _source_key(node: DictConfig, key: str, path: str) -> str:
-    """The key a user sets: ``posterior.latent_dim`` is ``${model.latent_dim}``, so name that."""
-    head, _, rest = key.partition(".")
-    if isinstance(node, DictConfig) and head in node:
-        if OmegaConf.is_interpolation(node, head):
-            target = OmegaConf.to_container(node, resolve=False)[head]
-            inner = target.strip("${}")
-            if inner.replace(".", "").replace("_", "").isalnum():
-                return inner + (f".{rest}" if rest else "")
-        return f"{path}.{key}"
-    return f"{path}.{key}"
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -280,24 +220,3 @@ def _overrides() -> list[str]:
         return list(HydraConfig.get().overrides.task)
     except ValueError:
         return []
-
-
-def _set_threads(threads: int | None) -> None:
-    """Set torch's intra-op threads: ``threads`` (None: all cores), and in a joblib sweep at most
-    cpu_count / n_jobs, so parallel jobs share the cores instead of oversubscribing them."""
-    cpus = os.cpu_count() or 1
-    check(
-        threads is None or (isinstance(threads, int) and threads >= 1),
-        "threads",
-        "an integer >= 1, or null for all cores",
-        threads,
-    )
-    limit = threads or cpus
-    try:
-        hc = HydraConfig.get()
-        if hc.mode == RunMode.MULTIRUN and "joblib" in str(hc.launcher.get("_target_", "")):
-            n_jobs = int(hc.launcher.get("n_jobs", -1))
-            limit = min(limit, max(1, cpus // (cpus if n_jobs < 0 else max(1, n_jobs))))
-    except ValueError:  # not inside a Hydra job
-        pass
-    torch.set_num_threads(limit)

@@ -10,9 +10,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from torch.distributions import Dirichlet, Multinomial
 
+from vae_lab.build import build
 from vae_lab.config import CONF_DIR
 from vae_lab.data.loader import TensorBatches
 from vae_lab.errors import ConfigError
@@ -198,24 +198,20 @@ def compose_train(overrides: list[str]):
 
 
 def test_lda_20news_preset_has_the_papers_settings_and_takes_the_estimator_from_the_command_line():
-    cfg = compose_train(["experiment=figurnov2018/lda_20news", "estimator=rsvi", "estimator.B=10"])
-    assert cfg.estimator._target_.endswith("RSVIEstimator") and cfg.estimator.B == 10
+    cfg = compose_train(["experiment=figurnov2018/lda_20news", "estimator=rsvi", "model.estimator.B=10"])
+    assert cfg.model.estimator._target_.endswith("RSVIEstimator") and cfg.model.estimator.B == 10
     assert cfg.model.latent_dim == 50 and list(cfg.model.encoder.hidden) == [300, 300, 300]
     assert cfg.model.optimizer.lr == 3e-4 and cfg.data.batch_size == 32
     assert cfg.trainer.max_steps == 180_000 and cfg.trainer.max_epochs == -1
-    assert cfg.prior.alpha == 0.7 and cfg.prior.learnable and cfg.prior.freeze_steps == 120_000
-    assert (cfg.prior.min_alpha, cfg.prior.max_alpha) == (0.1, 1e3)
-    assert (cfg.posterior.min_concentration, cfg.posterior.max_concentration) == (0.1, 1e3)
+    prior, posterior = cfg.model.prior, cfg.model.posterior
+    assert prior.alpha == 0.7 and prior.learnable and prior.freeze_steps == 120_000
+    assert (prior.min_alpha, prior.max_alpha) == (0.1, 1e3)
+    assert (posterior.min_concentration, posterior.max_concentration) == (0.1, 1e3)
     assert "topic_words" in cfg.callbacks and "model_checkpoint" in cfg.callbacks
-    model = instantiate(
-        cfg.model,
-        posterior=instantiate(cfg.posterior),
-        prior=instantiate(cfg.prior),
-        estimator=instantiate(cfg.estimator),
-        input_dim=1995,
-    )
+    datamodule, model = build(cfg)  # builds without reading the data
+    assert datamodule.input_dim == 1995
     assert model.counts and model.prior_freeze_steps == 120_000
     assert model.decoder.topics.shape == (50, 1995)
     # default estimator: implicit
     default = compose_train(["experiment=figurnov2018/lda_20news"])
-    assert default.estimator._target_.endswith("ImplicitEstimator")
+    assert default.model.estimator._target_.endswith("ImplicitEstimator")

@@ -303,6 +303,21 @@ class InMemoryDataModule(pl.LightningDataModule):
         self._ensure_loaded()
         return TensorBatches(self.test_data, self.eval_batch_size)
 
+    def split_dataloader(self, split: str) -> TensorBatches:
+        """Every row of ``split`` ("train", "val" or "test") once, in a fixed order, in batches of
+        ``eval_batch_size``: what `vae-lab eval split=...` scores. The training rows get the training
+        transform (dynamic binarization) drawn once from ``seed``; val and test are their own loaders."""
+        if split == "val":
+            return self.val_dataloader()
+        if split == "test":
+            return self.test_dataloader()
+        if split != "train":
+            raise ValueError(f"split must be one of train, val, test, got {split!r}")
+        self._ensure_loaded()
+        return TensorBatches(
+            self.train_data, self.eval_batch_size, seed=self.seed, transform=self._train_transform()
+        )
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(data_dir={str(self.data_dir)!r}, batch_size={self.batch_size}, "

@@ -1,0 +1,156 @@
+"""`vae-lab eval ckpt=PATH [split=test] [key=value ...]`: re-score a checkpoint, rebuilt from its own config.
+
+The checkpoint carries its run's config (:mod:`vae_lab.checkpoint`); the CLI puts it in Hydra's config
+store as the option ``run: checkpoint``, which ``conf/eval.yaml`` composes at the top level. So the
+command line overrides it as it would a training run (``model.iw_samples=5000``,
+``data.eval_batch_size=100``, ``seed=1``), and data and outputs are found where this machine keeps them
+(``paths``). The task builds the data module and the VAE with :func:`vae_lab.build.build`, loads the
+checkpoint's weights and runs Lightning's test loop over the chosen split (:func:`score`): the ELBO terms,
+the importance-weighted NLL with ``model.iw_samples`` samples, and the perplexity for count data, named
+``{split}/elbo``, ``{split}/nll``, ... It writes ``eval.json`` to its own directory
+(``outputs/eval/<date>/<time>/``) and prints the table.
+
+A run's own test phase calls :func:`score` too, seeded with the run's ``seed`` right before the loop, so
+re-scoring a run's best checkpoint with the same seed gives its ``test/*`` metrics again (to float
+rounding, on the same machine).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from vae_lab.errors import ConfigError, check
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+log = logging.getLogger("vae_lab.eval")
+
+# Lightning asks for the callbacks of the training run when it loads a checkpoint, which scoring does
+# not need; and its own pytree code trips a torch deprecation (as in vae_lab/train.py).
+warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to create")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+SPLITS = ("train", "val", "test")
+RESULT = "eval.json"
+#: keys of a run's config that eval does not use (it logs nothing, saves nothing, trains nothing)
+NOT_USED = ("logger", "callbacks", "resume", "test", "task_name", "preset_for")
+
+
+def score(
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    datamodule: Any,
+    split: str,
+    seed: int,
+    ckpt_path: str | None = None,
+) -> dict[str, float]:
+    """The metrics of the test loop over ``split`` (``{split}/elbo``, ``/kl``, ``/recon``, ``/nll``,
+    ``/perplexity`` for count data), with the weights of ``ckpt_path`` (Lightning's ``"best"`` works) or
+    the model's own.
+
+    Every random number the loop draws (the ELBO's latent samples, the K importance samples) comes from
+    torch's global generator, seeded with ``seed`` right before the loop; the batches of
+    ``datamodule.split_dataloader(split)`` come in a fixed order. So the numbers depend on the weights,
+    the data, the seed and the settings only, not on what ran in the process before.
+    """
+    import pytorch_lightning as pl  # here: the CLI imports this module before Hydra sets up logging
+    import torch
+
+    check(split in SPLITS, "split", f"one of {', '.join(SPLITS)}", split)
+    model.test_split = split
+    pl.seed_everything(seed, workers=True, verbose=False)
+    try:
+        if split == "test":  # through the data module's hooks, as a run's own test phase always did
+            trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        else:
+            loader = datamodule.split_dataloader(split)
+            trainer.test(model, dataloaders=loader, ckpt_path=ckpt_path, verbose=False)
+    finally:
+        model.test_split = "test"
+    return {
+        k: float(v)
+        for k, v in sorted(trainer.callback_metrics.items())
+        if k.startswith(f"{split}/") and torch.as_tensor(v).numel() == 1
+    }
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """The eval task: score ``cfg.ckpt`` on ``cfg.split``; write ``eval.json``; print the table."""
+    from vae_lab.build import build, configure_torch, instantiate_key
+
+    started = time.time()
+    check(cfg.split in SPLITS, "split", f"one of {', '.join(SPLITS)}", cfg.split)
+    ckpt = Path(str(cfg.ckpt))
+    out_dir = Path(cfg.paths.output_dir)
+    configure_torch(cfg)
+    datamodule, model = build(cfg)
+    trainer = instantiate_key(
+        cfg,
+        "trainer",
+        logger=False,
+        callbacks=[],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        precision=f"{cfg.precision}-true",
+    )
+    try:
+        metrics = score(trainer, model, datamodule, cfg.split, cfg.seed, ckpt_path=str(ckpt))
+    except RuntimeError as err:
+        if "loading state_dict" not in str(err):
+            raise
+        first = next((ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()), "")
+        raise ConfigError(
+            "ckpt",
+            "",
+            detail=f"ckpt={ckpt}: its weights do not fit the model of this config ({first}); "
+            "overrides may change how the model is scored, not its architecture",
+        ) from err
+    result = {
+        "ckpt": str(ckpt.resolve()),
+        "split": cfg.split,
+        "seed": cfg.seed,
+        "iw_samples": cfg.model.get("iw_samples"),
+        "overrides": _overrides(),
+        "metrics": metrics,
+        "duration_s": round(time.time() - started, 3),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f"{RESULT}.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(out_dir / RESULT)
+    log.info("%s: %s", RESULT, result)
+    print(table(result))
+    print(f"vae-lab eval: {RESULT} in {out_dir}")
+    return result
+
+
+def table(result: dict[str, Any]) -> str:
+    """The metrics of an eval result as a small text table, with what was scored above it."""
+    metrics = result["metrics"]
+    split = result["split"]
+    lines = [
+        f"checkpoint {result['ckpt']}",
+        f"split {split}, seed {result['seed']}, {split}/nll from {result['iw_samples']} importance samples",
+        "",
+    ]
+    width = max([len("metric"), *map(len, metrics)])
+    lines.append(f"{'metric':<{width}}  {'value':>14}")
+    lines += [f"{name:<{width}}  {value:>14.6f}" for name, value in metrics.items()]
+    return "\n".join(lines)
+
+
+def _overrides() -> list[str]:
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
