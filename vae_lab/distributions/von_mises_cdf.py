@@ -12,14 +12,14 @@ For small :math:`\kappa` the Fourier series
 with the ratios :math:`R_n = I_n / I_{n-1} = 1 / (2n/\kappa + R_{n+1})` from a backward recurrence; for
 large :math:`\kappa` a normal approximation in :math:`\sin(x/2)` with Hill's correction term (switch at
 :math:`\kappa = 10.5` in float32 and 50 in float64, Hill's 6- and 12-digit settings). The
-:math:`\kappa`-derivative is computed in closed form for both branches (no autograd graph); for the
-derivative the series runs up to :math:`\kappa = 50` in both dtypes (from :math:`\kappa = 4` in float64
-arithmetic for float32 input).
+:math:`\kappa`-derivative is computed in closed form for both branches (no autograd graph); float32
+elements beyond 3.5 standard deviations with :math:`2 \le \kappa < 50`, where float32 loses digits, are
+evaluated again in float64 (about 5 in 10,000 samples).
 
 Accuracy of :math:`\partial z/\partial\kappa` against 30-digit quadrature, measured on a grid of 24
 quantiles out to 6 standard deviations either side of the mode for :math:`\kappa` from 1e-3 to 1e3 (the
 posterior head's range) and both sides of every switch: relative error at most 9e-6 in float32 (largest
-in the float32 series for :math:`2 \le \kappa < 4`) and 3e-6 in float64 (Hill's normal approximation just
+near :math:`\kappa = 5` and at the switch, 10.5) and 3e-6 in float64 (Hill's normal approximation just
 above :math:`\kappa = 50`; below 1e-8 elsewhere). The series derivative needs no Bessel function calls,
 keeps relative accuracy as :math:`x \to 0` and :math:`x \to \pm\pi`, and runs with a number of terms chosen
 per group of concentrations (the elements are grouped by one stable sort of their group numbers).
@@ -210,22 +210,23 @@ def _dtheta_normal(x: Tensor, kappa: Tensor) -> Tensor:
     return dxi_dk.mul_(log_ratio.exp_()).mul_(s0.div_(sk)).neg_()
 
 
-# Buckets of concentrations for the series branch of the gradient, by floor(log2(kappa)) (clamped):
-# [0, 0.5), [0.5, 1), [1, 2), [2, 4), [4, 8), [8, 16), [16, 32), [32, 50); from 50 on, Hill's normal
-# approximation (relative error below 3e-6 out to 6 standard deviations there). For each bucket, the dtype
-# the series is evaluated in and its number of terms: what concentrations at the bucket's upper edge need
-# to keep the truncation error of dtheta/dkappa, relative, below about 1e-7 (float32) and 1e-8 (float64)
-# out to 6 standard deviations (checked against 150 terms in the tests). float32 input evaluates the
-# series in float64 from kappa = 4 on: in float32 its far-tail terms cancel (relative error 5e-4 at
-# kappa = 5.6 and 0.15 at kappa = 10, 6 standard deviations out), and Hill's normal approximation is no
-# better below kappa = 50 (1e-2 at kappa = 10.5). The cast costs one pass over those elements.
-_F32, _F64 = torch.float32, torch.float64
-_DTHETA_PLAN: dict[torch.dtype, tuple[tuple[torch.dtype, int], ...]] = {
-    _F32: ((_F32, 7), (_F32, 9), (_F32, 12), (_F32, 16), (_F64, 23), (_F64, 33), (_F64, 46), (_F64, 57)),
-    _F64: ((_F64, 10), (_F64, 12), (_F64, 15), (_F64, 20), (_F64, 27), (_F64, 38), (_F64, 50), (_F64, 60)),
+# Buckets of concentrations for the series branch of the gradient, by floor(log2(kappa)) (clamped), up to
+# the switch to Hill's normal approximation (:func:`series_switch`: 10.5 in float32, 50 in float64):
+# float32 [0, 0.5), [0.5, 1), [1, 2), [2, 4), [4, 8), [8, 10.5); float64 ... [8, 16), [16, 32), [32, 50).
+# For each bucket the number of series terms that concentrations at its upper edge need to keep the
+# truncation error of dtheta/dkappa, relative, below about 1e-7 (float32) and 1e-8 (float64) out to 6
+# standard deviations (checked against 150 terms in the tests).
+_DTHETA_TERMS: dict[torch.dtype, tuple[int, ...]] = {
+    torch.float32: (7, 9, 12, 16, 23, 26),
+    torch.float64: (10, 12, 15, 20, 27, 38, 50, 60),
 }
-#: Concentration from which dtheta/dkappa uses Hill's normal approximation, in both dtypes.
-_DTHETA_NORMAL_FROM = 50.0
+# float32 keeps a relative error below 5e-5 within 3.5 standard deviations, but beyond it the series'
+# far-tail terms cancel from kappa = 2 on, and Hill's normal approximation loses accuracy below kappa = 50
+# (relative errors up to 1e-4 at 4, 1e-2 at 6 standard deviations, kappa = 10.5; up to 1 at kappa = 20,
+# 6 standard deviations). So float32 elements with 2 <= kappa < 50 and a deviation
+# 2 sqrt(kappa) |sin(x/2)| above 3.5 (about 5 in 10,000 samples) are evaluated again in float64.
+_F32_TAIL_KAPPA = (2.0, 50.0)
+_F32_TAIL_DEVIATION = 3.5
 
 
 # Fixed cost of one tensor operation, in units of the cost of one element of it (about 2 us against
@@ -266,7 +267,8 @@ def von_mises_dz_dconcentration(x: Tensor, concentration: Tensor) -> Tensor:
     ``x`` must lie in :math:`[-\pi, \pi]`; ``x`` and ``concentration`` must have the same shape. Each
     branch of Hill's CDF is evaluated on the elements that need it, the series in groups of
     concentrations, each with the number of terms its largest concentrations need (and, for float32
-    input with :math:`4 \le \kappa < 50`, in float64; see ``_DTHETA_PLAN``).
+    input with :math:`2 \le \kappa < 50` beyond 3.5 standard deviations, in float64; see
+    ``_F32_TAIL_DEVIATION``).
 
     Accuracy against 30-digit mpmath quadrature, on a grid of 24 quantiles from -6 to +6 standard
     deviations (normal-equivalent levels) at concentrations from 1e-3 to 1e3: relative error at most
@@ -281,17 +283,12 @@ def von_mises_dz_dconcentration(x: Tensor, concentration: Tensor) -> Tensor:
     n = x_flat.numel()
     if n == 0:
         return torch.empty_like(x)
-    plan = _DTHETA_PLAN[dtype]
-    n_series = len(plan)
+    terms = _DTHETA_TERMS[dtype]
+    n_series = len(terms)
     which = torch.log2(k_flat).floor_().clamp_(-2.0, n_series - 3.0).add_(_s(2.0, k_flat))
-    which = which.add_(k_flat >= _DTHETA_NORMAL_FROM).to(torch.uint8)  # n_series: the normal approximation
+    which = which.add_(k_flat >= series_switch(dtype)).to(torch.uint8)  # n_series: the normal approximation
     counts = torch.bincount(which, minlength=n_series + 1).tolist()
-    groups: list[tuple[int, int, int | None]] = []
-    # merged groups never mix evaluation dtypes
-    for lo in (i for i in range(n_series) if i == 0 or plan[i][0] != plan[i - 1][0]):
-        hi = next((i for i in range(lo + 1, n_series) if plan[i][0] != plan[lo][0]), n_series)
-        segment = _series_groups(counts[lo:hi], tuple(t for _, t in plan[lo:hi]))
-        groups.extend((lo + first, lo + stop, n_terms) for first, stop, n_terms in segment)
+    groups: list[tuple[int, int, int | None]] = list(_series_groups(counts[:n_series], terms))
     if counts[n_series]:
         groups.append((n_series, n_series + 1, None))
 
@@ -300,20 +297,35 @@ def von_mises_dz_dconcentration(x: Tensor, concentration: Tensor) -> Tensor:
             return _dtheta_normal(xs, ks)
         if first == 0:  # 2/kappa^2 overflows below about 1e-19 (float32); the derivative is flat there
             ks = ks.clamp(min=1e-12)
-        work = plan[first][0]
-        return _dtheta_series(xs.to(work), ks.to(work), n_terms).to(dtype)
+        return _dtheta_series(xs, ks, n_terms)
 
     if len(groups) == 1:
         first, _, n_terms = groups[0]
-        return evaluate(x_flat, k_flat, first, n_terms).reshape(x.shape)
-    order = torch.sort(which, stable=True).indices  # stable: a reproducible permutation
-    xs = x_flat.index_select(0, order)
-    ks = k_flat.index_select(0, order)
-    res = torch.empty_like(xs)
-    offsets = [0]
-    for c in counts:
-        offsets.append(offsets[-1] + c)
-    for first, stop, n_terms in groups:
-        lo, hi = offsets[first], offsets[stop]
-        res[lo:hi] = evaluate(xs[lo:hi], ks[lo:hi], first, n_terms)
-    return torch.empty_like(x_flat).index_copy_(0, order, res).reshape(x.shape)
+        out = evaluate(x_flat, k_flat, first, n_terms)
+    else:
+        order = torch.sort(which, stable=True).indices  # stable: a reproducible permutation
+        xs = x_flat.index_select(0, order)
+        ks = k_flat.index_select(0, order)
+        res = torch.empty_like(xs)
+        offsets = [0]
+        for c in counts:
+            offsets.append(offsets[-1] + c)
+        for first, stop, n_terms in groups:
+            lo, hi = offsets[first], offsets[stop]
+            res[lo:hi] = evaluate(xs[lo:hi], ks[lo:hi], first, n_terms)
+        out = torch.empty_like(x_flat).index_copy_(0, order, res)
+    if dtype == torch.float32:
+        _refine_far_tail(x_flat, k_flat, out)
+    return out.reshape(x.shape)
+
+
+def _refine_far_tail(x: Tensor, kappa: Tensor, out: Tensor) -> None:
+    """Evaluate again in float64, in place in ``out``, the float32 elements where the series cancels."""
+    lo, hi = _F32_TAIL_KAPPA
+    deviation = torch.mul(x, _s(0.5, x)).sin_().abs_().mul_(kappa.sqrt()).mul_(_s(2.0, x))
+    far = ((deviation > _F32_TAIL_DEVIATION) & (kappa >= lo) & (kappa < hi)).nonzero().squeeze(1)
+    if far.numel():
+        exact = von_mises_dz_dconcentration(
+            x.index_select(0, far).double(), kappa.index_select(0, far).double()
+        )
+        out.index_copy_(0, far, exact.to(out.dtype))
