@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 from torch.distributions import Distribution
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+def _conf_dir() -> Path:
+    """The config tree: the package ``vae_lab.conf`` of an installed wheel (the top-level conf/ is
+    mapped to it at build time by setup.py), else the checkout's top-level conf/ (a source
+    tree or an editable install)."""
+    packaged = Path(str(resources.files("vae_lab") / "conf"))
+    if (packaged / "train.yaml").is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "conf"
+
+
+CONF_DIR = _conf_dir()
 
 
 def group_options(group: str) -> list[str]:
