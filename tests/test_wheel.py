@@ -66,7 +66,9 @@ def fresh_env(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     )
     deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (purelib / "test_dependencies.pth").write_text("".join(f"{d}\n" for d in sorted(deps)))
-    run([str(venv_py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], root, env)
+    # --ignore-installed: never touch the vae-lab this environment reaches through the .pth file
+    pip_install = ["-m", "pip", "install", "-q", "--no-deps", "--no-index", "--ignore-installed"]
+    run([str(venv_py), *pip_install, str(wheel)], root, env)
     return venv / "bin", env
 
 
