@@ -3,8 +3,8 @@
 Everything that trains is built from the config (:func:`vae_lab.build.build` for the data and the whole
 VAE, Hydra's ``instantiate`` for callbacks, loggers and the trainer); this module only wires the pieces
 together and records the outcome in ``summary.json``. The test phase scores the best checkpoint exactly
-as `vae-lab eval` does (:func:`vae_lab.eval.score`). With ``resume`` set, the job
-continues the run already in its directory (:mod:`vae_lab.resume`).
+as `vae-lab eval` does (:func:`vae_lab.eval.score`). With ``resume`` set, the job continues the run
+already in its directory (:mod:`vae_lab.resume`).
 """
 
 from __future__ import annotations

@@ -229,11 +229,16 @@ class GradientVarianceProbe(pl.Callback):
             return
         from vae_lab.config import CONF_DIR
 
-        family = getattr(getattr(pl_module, "posterior", None), "family", None)
+        head = getattr(pl_module, "posterior", None)
+        family = getattr(head, "family", None)
+        q = None  # an example posterior: estimators state what they support in terms of the distribution
+        if head is not None and hasattr(head, "param_dim"):
+            with torch.no_grad():
+                q = head(torch.zeros(1, head.param_dim, dtype=pl_module.dtype, device=pl_module.device))
         skipped = []
         for name in self.compare:
             estimator = instantiate(OmegaConf.load(CONF_DIR / "estimator" / f"{name}.yaml"))
-            if family is not None and hasattr(estimator, "supports") and not estimator.supports(family):
+            if q is not None and hasattr(estimator, "supports") and not estimator.supports(q):
                 skipped.append(name)
                 continue
             self._estimators[name] = (estimator, {k: v.clone() for k, v in estimator.state_dict().items()})
