@@ -122,3 +122,11 @@ def test_eval_reproduces_test_perplexity_on_bag_of_words(tmp_path, shared_data_d
     summary = json.loads((run / "summary.json").read_text())
     for name in [*TEST_METRICS, "test/perplexity"]:
         assert result["metrics"][name] == pytest.approx(summary["metrics"][name], abs=1e-6), name
+
+
+def test_an_override_that_changes_the_architecture_is_refused_with_one_line(digits_run, tmp_path):
+    ckpt = digits_run / "checkpoints" / "best.ckpt"
+    proc = run_cli(["eval", f"ckpt={ckpt}", "model.latent_dim=3"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("vae-lab eval: error: ckpt=") and "weights do not fit" in line

@@ -31,10 +31,13 @@ def build(cfg: DictConfig, datamodule: Any | None = None) -> tuple[Any, Any]:
     """The data module (``cfg.data``, unless one is given) and the VAE (``cfg.model``, with the data's
     ``input_dim``). The model remembers ``cfg`` and stores it in its checkpoints
     (:mod:`vae_lab.checkpoint`), so that `vae-lab eval` can rebuild it from a checkpoint alone."""
+    # taken first: instantiating resolves interpolations that other nodes point to (model.prior is
+    # ${natural_prior}) in place, and the checkpoint keeps them as the run had them
+    run_config = checkpoint.run_config(cfg)
     if datamodule is None:
         datamodule = instantiate_key(cfg, "data")
     model = instantiate_key(cfg, "model", input_dim=datamodule.input_dim)
-    model.run_config = checkpoint.run_config(cfg)
+    model.run_config = run_config
     return datamodule, model
 
 

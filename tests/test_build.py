@@ -1,0 +1,48 @@
+"""`vae_lab.build`: one build(cfg) for the data module and the whole VAE, the run config it stores for
+checkpoints, and config errors that name the key a user sets."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from vae_lab.build import build, instantiate_key
+from vae_lab.config import CONF_DIR
+from vae_lab.errors import ConfigError
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=["paths.output_dir=unused", *overrides])
+
+
+def test_build_gives_the_data_module_and_the_vae_with_its_run_config():
+    cfg = compose_train(["posterior=vonmises", "model.latent_dim=3"])
+    datamodule, model = build(cfg)
+    assert datamodule.input_dim == 64 and model.posterior.family == "vonmises"
+    assert type(model.prior).__name__ == "CircularUniformPrior"  # the natural prior
+    config = model.run_config
+    assert "paths" not in config and config["model"]["latent_dim"] == 3
+    # interpolations stay as the run had them, also those that building resolves (model.prior points there)
+    assert config["model"]["prior"] == "${natural_prior}"
+    assert config["natural_prior"]["latent_dim"] == "${model.latent_dim}"
+    assert config["model"]["posterior"]["latent_dim"] == "${model.latent_dim}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["model.posterior.min_scale=-1"], "model.posterior.min_scale"),
+        (["model.latent_dim=0"], "model.latent_dim"),  # posterior.latent_dim is ${model.latent_dim}
+        (["prior=normal", "model.prior.scale=0"], "model.prior.scale"),
+        # a plain ValueError from a constructor: named by the node that raised it
+        (["estimator=score", "model.estimator.baseline=nonsense"], "model.estimator"),
+        (["posterior=dirichlet", "estimator=reparam"], "estimator"),  # a choice: estimator=...
+    ],
+)
+def test_a_bad_value_names_the_key_a_user_sets(overrides, key):
+    cfg = compose_train(overrides)
+    with pytest.raises(ConfigError) as info:
+        instantiate_key(cfg, "model", input_dim=64)
+    assert info.value.key == key
+    assert str(info.value).startswith(key), str(info.value)
