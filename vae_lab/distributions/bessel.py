@@ -55,14 +55,19 @@ def series_switch(dtype: torch.dtype) -> float:
 
 @functools.lru_cache(maxsize=1024)
 def _scalar(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    return torch.tensor(value, dtype=dtype, device=device)
+    # Never an inference tensor, even when first asked for inside torch.inference_mode (Lightning's
+    # validation and test loops): autograd could not save a cached one for a later training step.
+    with torch.inference_mode(False):
+        return torch.tensor(value, dtype=dtype, device=device)
 
 
 def scalar_like(value: float, like: Tensor) -> Tensor:
-    """``value`` as a cached 0-dim tensor of ``like``'s dtype and device.
+    """``value`` as a cached 0-dim tensor of ``like``'s dtype and device (one per value, dtype and device:
+    a GPU gets its own, made there once).
 
     Arithmetic with a Python number converts the number to a tensor on every call (about 3 us on a CPU,
-    twice the cost of the operation itself on a small batch); the hot paths use these instead.
+    twice the cost of the operation itself on a small batch); the hot paths use these instead. The cached
+    tensors are made outside inference mode, so they serve training and evaluation alike.
     """
     return _scalar(value, like.dtype, like.device)
 

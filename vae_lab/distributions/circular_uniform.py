@@ -26,7 +26,8 @@ class CircularUniform(Distribution):
         p(z) = \frac{1}{2\pi}, \qquad z \in [-\pi, \pi), \qquad H = \log 2\pi.
 
     It has no parameters: ``batch_shape`` fixes its shape, ``dtype`` and ``device`` those of its samples
-    and densities (default: torch's default dtype, CPU). A prior for von Mises posteriors is built as
+    and densities (default: torch's default dtype and device, as for a tensor made without them). A prior
+    for von Mises posteriors is built as
     ``CircularUniform(q.batch_shape, dtype=q.loc.dtype, device=q.loc.device)``;
     ``kl_divergence(VonMises, CircularUniform)`` is registered in :mod:`vae_lab.distributions.kl`.
 
@@ -60,7 +61,7 @@ class CircularUniform(Distribution):
         self.dtype = dtype if dtype is not None else torch.get_default_dtype()
         if not self.dtype.is_floating_point:
             raise ValueError(f"CircularUniform needs a floating dtype, got {self.dtype}")
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.device = torch.device(device) if device is not None else torch.get_default_device()
         super().__init__(torch.Size(batch_shape), torch.Size(), validate_args=validate_args)
 
     def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance=None) -> CircularUniform:

@@ -32,6 +32,7 @@ Reference:
 from __future__ import annotations
 
 import math
+import struct
 
 import torch
 from torch import Tensor
@@ -42,6 +43,10 @@ __all__ = ["von_mises_cdf", "von_mises_dz_dconcentration"]
 
 _PI = math.pi
 _TWO_PI = 2.0 * math.pi
+# pi = hi + lo, hi the dtype's nearest number to pi: computed on the host once, not per call from a tensor
+# (which would be made on torch's default device, whatever the input's)
+_PI_F32 = struct.unpack("f", struct.pack("f", math.pi))[0]
+_PI_SPLIT = {torch.float32: (_PI_F32, _PI - _PI_F32), torch.float64: (_PI, 1.2246467991473532e-16)}
 _s = scalar_like  # short: the hot paths below use it on every constant
 
 
@@ -152,8 +157,7 @@ def _dtheta_series(x: Tensor, kappa: Tensor, n_terms: int) -> Tensor:
     :math:`t_n = \sin(ny)` and :math:`d_n = t_n - t_{n+1}`. All work is in place on a few buffers.
     """
     dtype = x.dtype
-    pi_hi = float(torch.tensor(_PI, dtype=dtype))
-    pi_lo = _PI - pi_hi if dtype != torch.float64 else 1.2246467991473532e-16  # pi = pi_hi + pi_lo
+    pi_hi, pi_lo = _PI_SPLIT[dtype]
     ax = torch.abs(x)
     reflected = (ax > 0.5 * _PI).to(dtype)
     sigma = torch.mul(reflected, _s(-2.0, x)).add_(_s(1.0, x))
