@@ -73,13 +73,16 @@ class ScoreFunctionEstimator(Estimator):
         elif self.baseline == "leave_one_out":
             b = (f_fixed.sum(0, keepdim=True) - f_fixed) / (n_samples - 1)
         else:  # moving_average: last value before this batch (0 before any), so b is independent of z
+            state = self.baseline_value
             seen = self.baseline_steps > 0
-            b = torch.where(seen, self.baseline_value, 0.0).to(f_fixed.dtype)
+            # b to the objective's device and dtype, the update to the buffers': right also for an
+            # estimator that was not moved with the data (the model moves it, a bare one stays put)
+            b = torch.where(seen, state, 0.0).to(device=f_fixed.device, dtype=f_fixed.dtype)
             if self.training:
                 with torch.no_grad():
-                    mean = f_fixed.mean().to(self.baseline_value.dtype)
-                    ema = self.decay * self.baseline_value + (1.0 - self.decay) * mean
-                    self.baseline_value.copy_(torch.where(seen, ema, mean))
+                    mean = f_fixed.mean().to(state)
+                    ema = self.decay * state + (1.0 - self.decay) * mean
+                    state.copy_(torch.where(seen, ema, mean))
                     self.baseline_steps.add_(1)
         surrogate = value + (f_fixed - b) * (log_q - log_q.detach())
         return Estimate(z=z, value=value, surrogate=surrogate)
