@@ -264,9 +264,10 @@ class GradientVarianceProbe(pl.Callback):
                     len(rows),
                     len(rows),
                 )
-            generator = torch.Generator().manual_seed(_derived_seed(self.seed, 1))
-            pick = torch.randperm(len(rows), generator=generator)[: self.batch_size].sort().values
-            self._batch = rows[pick.to(rows.device)].clone()
+            # a CPU generator on purpose, whatever the model's device: the same rows on every machine
+            generator = torch.Generator(device="cpu").manual_seed(_derived_seed(self.seed, 1))
+            pick = torch.randperm(len(rows), generator=generator, device=generator.device)
+            self._batch = rows[pick[: self.batch_size].sort().values.to(rows.device)].clone()
         x = self._batch.to(pl_module.device)
         return trainer.precision_plugin.convert_input(x)
 

@@ -279,9 +279,10 @@ class ReconstructionImages(_ImageCallback):
             rows = _validation_rows(trainer, self.n_images)
             if rows is None:
                 return None
-            generator = torch.Generator().manual_seed(_derived_seed(self.seed, self._salt, 1))
-            pick = torch.randperm(len(rows), generator=generator)[: self.n_images].sort().values
-            self._inputs = rows[pick].detach().cpu().clone()
+            # a CPU generator on purpose, whatever the model's device: the same rows on every machine
+            generator = torch.Generator(device="cpu").manual_seed(_derived_seed(self.seed, self._salt, 1))
+            pick = torch.randperm(len(rows), generator=generator, device=generator.device)
+            self._inputs = rows[pick[: self.n_images].sort().values.to(rows.device)].detach().cpu().clone()
         return self._inputs
 
     def render(
