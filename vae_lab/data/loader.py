@@ -3,10 +3,14 @@
 The data sets here fit in memory many times over, so a batch is one indexing operation on one tensor:
 no Dataset, no collate function, no per-item Python work. Lightning accepts any iterable with a
 ``__len__`` as a dataloader, and moves the yielded tensor to the device itself.
+
+On an accelerator (``trainer=gpu``) the data module moves its three splits to the trainer's device once,
+in ``setup``; batches are then slices there, and Lightning's per-batch move has nothing to do.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -20,6 +24,8 @@ from torch import Tensor
 from vae_lab.data.download import resolve_data_dir
 
 Transform = Callable[[Tensor, torch.Generator], Tensor]
+
+log = logging.getLogger(__name__)
 
 
 def _derived_seed(*words: int) -> int:
@@ -49,9 +55,13 @@ class TensorBatches:
     epoch exactly. Lightning saves this state in checkpoints and restores it on a mid-epoch resume;
     :class:`InMemoryDataModule` carries it over an epoch-boundary resume as well.
 
-    ``data`` stays where it is (keep it on the CPU: the generators are CPU generators); Lightning
-    moves each yielded batch to the model's device. Unshuffled batches without a transform are views
-    of ``data`` (no copy): do not modify a batch in place.
+    ``data`` stays where it is, on the CPU (Lightning then moves each batch to the model's device) or
+    already on the model's device (:meth:`InMemoryDataModule.setup` puts it there on an accelerator).
+    The permutation is drawn by a CPU generator whatever the device, so the batches hold the same rows
+    everywhere, and moved to the data's device once per epoch; the transform's generator lives on the
+    data's device, so that a batch is transformed where it is (on a GPU its draws differ from the CPU's,
+    and a checkpoint's transform stream continues only on the same kind of device). Unshuffled batches
+    without a transform are views of ``data`` (no copy): do not modify a batch in place.
     """
 
     def __init__(
@@ -81,11 +91,14 @@ class TensorBatches:
         self.transform = transform
         self.num_replicas = num_replicas
         self.rank = rank
-        self.generator = torch.Generator().manual_seed(self.seed)
-        self.transform_generator = torch.Generator().manual_seed(_derived_seed(self.seed, rank, 1))
+        self.generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        self.transform_generator = _generator_on(data.device).manual_seed(self._transform_seed())
         self._epoch_start_state = self._generator_states()
         self._position = 0  # batches handed out in the current epoch
         self._skip = 0  # batches to replay silently on the next iter() after load_state_dict
+
+    def _transform_seed(self) -> int:
+        return _derived_seed(self.seed, self.rank, 1)
 
     # sizes --------------------------------------------------------------------------------------
     @property
@@ -107,10 +120,13 @@ class TensorBatches:
         n = self.data.shape[0]
         if not self.shuffle and self.num_replicas == 1:
             return None
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator, device=self.generator.device)
+        else:
+            order = torch.arange(n, device=self.generator.device)
         if self.num_replicas > 1:
             order = order[: self.num_rows * self.num_replicas][self.rank :: self.num_replicas]
-        return order
+        return order.to(self.data.device)  # once per epoch; a no-op on the CPU
 
     def __iter__(self) -> Iterator[Tensor]:
         skip, self._skip = self._skip, 0
@@ -150,7 +166,17 @@ class TensorBatches:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        self.transform_generator.set_state(state["transform_generator"])
+        transform_state = state["transform_generator"]
+        if transform_state.numel() == self.transform_generator.get_state().numel():
+            self.transform_generator.set_state(transform_state)
+        else:  # saved by another kind of device's generator (a CPU run resumed on a GPU, or back)
+            log.warning(
+                "the data's transform stream was saved on another kind of device than %s: it starts "
+                "afresh from seed %d instead of continuing",
+                self.data.device,
+                self.seed,
+            )
+            self.transform_generator.manual_seed(self._transform_seed())
         self._epoch_start_state = self._generator_states()
         self._skip = int(state["position"])
         self._position = self._skip
@@ -161,6 +187,14 @@ class TensorBatches:
             f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self.seed}, "
             f"transform={getattr(self.transform, '__name__', self.transform)})"
         )
+
+
+def _generator_on(device: torch.device) -> torch.Generator:
+    """A generator that draws on ``device``; a CPU one for a device without generators (``meta``)."""
+    try:
+        return torch.Generator(device=device)
+    except RuntimeError:
+        return torch.Generator(device="cpu")
 
 
 def bernoulli_transform(x: Tensor, generator: torch.Generator) -> Tensor:
@@ -196,6 +230,12 @@ class InMemoryDataModule(pl.LightningDataModule):
     model can be built before any file is read) and implement :meth:`_load`, returning the train,
     validation and test tensors, each ``(rows, input_dim)`` float32. Training batches are shuffled
     with a generator seeded by ``seed``; evaluation batches come in a fixed order.
+
+    Under a trainer, :meth:`setup` puts the three tensors on the trainer's device
+    (``trainer.strategy.root_device``: ``cuda:0`` with ``trainer=gpu``, each process's own GPU with DDP),
+    once: on a GPU the batches are slices of device memory, with no host-to-device copy per step. Loaders
+    asked for without a trainer (``split_dataloader`` for `vae-lab eval split=train|val`) use the tensors
+    where they are, and Lightning moves those batches.
     """
 
     input_dim: int
@@ -245,6 +285,25 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self._ensure_loaded()
+        device = self._trainer_device()
+        if device is not None:
+            self.to_device(device)
+
+    def _trainer_device(self) -> torch.device | None:
+        strategy = getattr(getattr(self, "trainer", None), "strategy", None)
+        device = getattr(strategy, "root_device", None)
+        return torch.device(device) if device is not None else None
+
+    def to_device(self, device: torch.device | str) -> None:
+        """Put the train, validation and test tensors on ``device`` (a no-op where they are already)."""
+        self._ensure_loaded()
+        device = torch.device(device)
+        if self.train_data.device == device:
+            return
+        self.train_data, self.val_data, self.test_data = (
+            t.to(device) for t in (self.train_data, self.val_data, self.test_data)
+        )
+        log.info("data on %s: %s", device, self)
 
     # dataloaders --------------------------------------------------------------------------------
     def _train_transform(self) -> Transform | None:
