@@ -15,7 +15,7 @@ every operator. With the inputs on the CPU:
   floating-point tensor arguments mix float32 and float64 is reported (casts and copies aside: they are
   how deliberate float64 evaluation enters and leaves), and an output of the wrong precision fails the
   caller's dtype check;
-- a generator made on the default device (``torch.Generator()``) cannot draw for the inputs: torch raises.
+- a draw without ``device=`` (``torch.randperm(n, generator=g)``) lands on ``meta`` too: reported.
 
 So code that follows its inputs passes, and code that would put a tensor on the CPU (or in float32) while
 its inputs are on a GPU (or in float64) fails here, on any machine.
