@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab import checkpoint
-from vae_lab.errors import ConfigError, check
+from vae_lab.errors import ConfigError, check, one_line
 
 #: config groups composed into the model; the VAE names them in its errors (``estimator``: unsupported
 #: for this posterior), which users fix by choosing another option (``estimator=implicit``)
@@ -65,7 +65,7 @@ def config_error(cfg: DictConfig, key: str, err: BaseException) -> ConfigError:
     cause = _root_cause(err)
     where = _failed_node(err) or key  # the node whose constructor raised, e.g. model.posterior
     if not isinstance(cause, ConfigError):
-        return ConfigError(where, "", detail=f"{where}: {_one_line(cause)}")
+        return ConfigError(where, "", detail=f"{where}: {one_line(cause)}")
     if where == "model" and cause.key.split(".")[0] in MODEL_GROUPS:
         full_key = cause.key  # a group choice the model refuses: `estimator=...`
     else:
@@ -91,11 +91,6 @@ def _failed_node(err: BaseException) -> str | None:
             found = match.group(1) if match else found
         err = err.__cause__
     return found
-
-
-def _one_line(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.startswith("full_key")]
-    return "; ".join(lines) or type(err).__name__
 
 
 def _source_key(cfg: DictConfig, where: str, key: str) -> str:

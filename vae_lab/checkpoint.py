@@ -21,14 +21,19 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from vae_lab.errors import ConfigError, one_line
+
 KEY = "vae_lab"
 FORMAT = 1
 #: parts of a run's config not stored: machine-specific locations, recomposed where the model is evaluated
 NOT_STORED = ("paths", "hydra")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be evaluated; the message is one line naming ``ckpt``."""
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be evaluated; the message is one line naming ``key`` (``ckpt``)."""
+
+    def __init__(self, detail: str, key: str = "ckpt") -> None:
+        super().__init__(key, "", detail=detail)
 
 
 def version() -> str:
@@ -62,22 +67,24 @@ def read_config(path: str | Path, key: str = "ckpt") -> dict[str, Any]:
     where = f"{key}={path}"
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{where}: no such file" if not path.exists() else f"{where}: not a file")
+        raise CheckpointError(f"{where}: no such file" if not path.exists() else f"{where}: not a file", key)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any file torch cannot unpickle safely: one line, no traceback
-        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        text = one_line(str(err), limit=1)
         first = f"{type(err).__name__}: {text}" if text else type(err).__name__
-        raise CheckpointError(f"{where}: not a readable checkpoint ({first})") from err
+        raise CheckpointError(f"{where}: not a readable checkpoint ({first})", key) from err
     entry = checkpoint.get(KEY) if isinstance(checkpoint, dict) else None
     if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
         raise CheckpointError(
             f"{where}: not a vae-lab checkpoint, or one written before vae-lab stored its run config in "
-            f"checkpoints (no '{KEY}' entry); retrain it with this vae-lab"
+            f"checkpoints (no '{KEY}' entry); retrain it with this vae-lab",
+            key,
         )
     if entry.get("format") != FORMAT:
         raise CheckpointError(
             f"{where}: written by vae-lab {entry.get('version', '?')} in checkpoint format "
-            f"{entry.get('format')!r}; this vae-lab ({version()}) reads format {FORMAT} only"
+            f"{entry.get('format')!r}; this vae-lab ({version()}) reads format {FORMAT} only",
+            key,
         )
     return entry["config"]

@@ -1,4 +1,6 @@
-"""Errors that reach the user as one line (the CLI prints them without a traceback)."""
+"""Errors that reach the user as one line (the CLI prints them without a traceback): :class:`ConfigError`,
+the one kind of error a bad setting raises, naming its key; the checks that raise it; :func:`one_line`,
+the one formatter of an error as a line."""
 
 from __future__ import annotations
 
@@ -42,3 +44,20 @@ def positive_float(key: str, value: Any) -> float:
         value,
     )
     return float(value)
+
+
+#: lines of Hydra's and OmegaConf's messages that say where an error arose, not what it is (the key is
+#: named in the message itself, or by the caller)
+_NOISE = ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=", "reference_type=")
+
+
+def one_line(err: BaseException | str, limit: int | None = None, sep: str = "; ") -> str:
+    """An error (or a message) as the one line the CLI prints: its non-empty lines, whitespace collapsed,
+    joined with ``sep``, without Hydra's location lines; ``limit`` keeps the first lines only. An
+    exception without a message gives its type's name."""
+    text = err if isinstance(err, str) else str(err)
+    lines = [" ".join(ln.split()) for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(_NOISE)][:limit]
+    if lines:
+        return sep.join(lines)
+    return "" if isinstance(err, str) else type(err).__name__

@@ -12,6 +12,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab.config import CONF_DIR, group_options
+from vae_lab.errors import one_line
 
 #: groups composed into the model's config: ``posterior=vonmises`` still selects an option, but its
 #: settings are ``model.posterior.*`` (``posterior.min_concentration=...`` is an old form)
@@ -101,9 +102,3 @@ def preflight(overrides: list[str], config_name: str = "train") -> str | None:
             except (HydraException, OmegaConfBaseException, ValueError) as err:
                 return one_line(err)
     return None
-
-
-def one_line(err: BaseException) -> str:
-    skip = ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=", "reference_type=")
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.strip().startswith(skip)]
-    return "; ".join(lines) or type(err).__name__

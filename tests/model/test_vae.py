@@ -205,3 +205,11 @@ def test_matching_pairs_pass_the_support_check_without_touching_the_global_rando
     for model in models:
         model._check_prior_support(model.posterior(torch.zeros(1, model.posterior.param_dim)))
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_a_bad_likelihood_setting_is_a_config_error_naming_the_key():
+    from vae_lab.errors import ConfigError
+    from vae_lab.model.likelihoods import Gaussian
+
+    with pytest.raises(ConfigError, match=r"^scale=0 is not allowed"):
+        Gaussian(scale=0)

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Normal
 
+from vae_lab.errors import positive_float
+
 
 class Bernoulli(nn.Module):
     """Bernoulli pixels with logits from the decoder: log p(x|z) = sum_d x_d l_d - log(1 + e^{l_d}).
@@ -31,9 +33,7 @@ class Gaussian(nn.Module):
 
     def __init__(self, scale: float = 1.0):
         super().__init__()
-        if not scale > 0:
-            raise ValueError(f"scale must be > 0, got {scale}")
-        self.scale = float(scale)
+        self.scale = positive_float("scale", scale)
 
     def param_dim(self, input_dim: int) -> int:
         return input_dim

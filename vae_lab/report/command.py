@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from vae_lab.report.loading import IGNORED_KEYS, ReportError, Sweep, load, one_line
+from vae_lab.errors import one_line
+from vae_lab.report.loading import IGNORED_KEYS, ReportError, Sweep, load
 from vae_lab.report.plots import PLOTS, plot_curves, plot_final, plot_grad_variance
 from vae_lab.report.statistics import DEFAULT_METRICS, default_metrics, summarize
 from vae_lab.report.tables import check_columns, markdown_report
