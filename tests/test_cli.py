@@ -185,3 +185,15 @@ def test_help_lists_subcommands_and_config_groups(cli):
 def test_unknown_command_fails(cli):
     proc = cli("frobnicate")
     assert proc.returncode == 2 and "unknown command" in proc.stderr
+
+
+def test_the_train_task_carries_the_command_line_and_pickles():
+    """No class or module state between the CLI and a job: the command that continues a stopped job
+    travels in the task, which launchers running jobs elsewhere (joblib, submitit) pickle."""
+    import pickle
+
+    from vae_lab.cli import TrainTask
+    from vae_lab.runs.command import ContinueCommand
+
+    task = TrainTask(ContinueCommand(("-m", "seed=0,1"), ("seed=0,1",), multirun=True))
+    assert pickle.loads(pickle.dumps(task)) == task

@@ -3,7 +3,8 @@
 The end-to-end tests run the real executable on a tiny job (digits, 2 epochs of 7 steps). A signal is
 sent at a fixed step by the test-only callback tests/resume_helpers/signal_at_step.py, which a resumed
 run does not fire again. The uninterrupted reference is job 0 of the sweep fixture: the same job with
-the callback set to a step it never reaches.
+the callback set to a step it never reaches. The pieces (vae_lab/runs/) are tested without training in
+tests/runs/.
 """
 
 from __future__ import annotations
@@ -16,10 +17,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
-
-from vae_lab import resume
-from vae_lab.loggers import CSVLogger
 
 HELPERS = str(Path(__file__).parent / "resume_helpers")
 ENV = {"PYTHONPATH": HELPERS + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -233,74 +230,3 @@ def test_resume_with_other_overrides_or_a_wrong_path_leaves_runs_alone(sigterm):
     )
     assert (sigterm.run_dir / "summary.json").read_bytes() == before
     assert only_run_dir(sigterm.cwd) == sigterm.run_dir
-
-
-# -- the pieces, without training ------------------------------------------------------------------
-def test_overrides_compare_as_hydra_reads_them():
-    assert resume.canonical(["test=false", "seed=1"]) == resume.canonical(
-        ["seed=1", "test=False", "resume=true"]
-    )
-    assert resume.canonical(["~callbacks.progress_bar"]) == resume.canonical(["~callbacks.progress_bar=null"])
-    assert resume.canonical(["seed=1"]) != resume.canonical(["seed=2"])
-    assert resume.canonical(["seed=0,1"]) == resume.canonical(["seed=0, 1"])
-
-
-def _fake_run(root: Path, name: str, overrides: list[str], status: str | None, mtime: float) -> Path:
-    run_dir = root / "outputs" / "2030-01-01" / name
-    (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    if status:
-        (run_dir / "summary.json").write_text(json.dumps({"status": status}))
-    for path in (run_dir / ".hydra", run_dir / "summary.json"):
-        if path.exists():
-            os.utime(path, (mtime, mtime))
-    return run_dir
-
-
-def test_find_run_takes_the_latest_unfinished_match_else_the_latest_completed(tmp_path):
-    old = _fake_run(tmp_path, "10-00-00", ["seed=1"], "interrupted", 1000)
-    newer_done = _fake_run(tmp_path, "11-00-00", ["seed=1"], "completed", 2000)
-    _fake_run(tmp_path, "12-00-00", ["seed=2"], "interrupted", 3000)
-    assert resume.find_run(["seed=1", "resume=true"], tmp_path / "outputs").path == old
-    (old / "summary.json").write_text(json.dumps({"status": "completed"}))
-    os.utime(old / "summary.json", (1000, 1000))
-    found = resume.find_run(["seed=1"], tmp_path / "outputs")
-    assert found.path == newer_done and found.completed
-    with pytest.raises(resume.ResumeError, match=r"^resume=true: no run .* 'seed=3'"):
-        resume.find_run(["seed=3"], tmp_path / "outputs")
-
-
-def test_find_sweep_matches_multirun_yaml(tmp_path):
-    for name, sweep_overrides in (("a", ["seed=0,1", "test=false"]), ("b", ["seed=0,1"])):
-        sweep_dir = tmp_path / "2030-01-01" / name
-        sweep_dir.mkdir(parents=True)
-        config = {"hydra": {"overrides": {"task": sweep_overrides}}}
-        (sweep_dir / "multirun.yaml").write_text(yaml.safe_dump(config))
-    found = resume.find_sweep(["test=False", "seed=0,1", "resume=true"], None, tmp_path)
-    assert found.path == tmp_path / "2030-01-01" / "a"
-    assert resume.find_sweep([], tmp_path / "2030-01-01" / "b", tmp_path).overrides == ["seed=0,1"]
-    with pytest.raises(resume.ResumeError, match="was started with"):
-        resume.find_sweep(["seed=0,2"], tmp_path / "2030-01-01" / "b", tmp_path)
-    with pytest.raises(resume.ResumeError, match="no sweep"):
-        resume.find_sweep(["seed=5"], None, tmp_path)
-
-
-def test_csv_logger_continues_an_existing_file_under_its_header(tmp_path):
-    first = CSVLogger(tmp_path, name="", version="")
-    first.log_metrics({"a": 1.0, "b": 2.0}, step=0)
-    first.log_metrics({"a": 3.0}, step=1)
-    first.save()
-    resume.truncate_rows(tmp_path / "metrics.csv", 1)  # the row of step 1 came after the checkpoint
-    second = CSVLogger(tmp_path, name="", version="")
-    second.log_metrics({"a": 3.0}, step=1)
-    second.save()
-    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["a,b,step", "1.0,2.0,0", "3.0,,1"]
-
-
-def test_stop_signals_outside_a_trainer_interrupt_at_once_and_only_once():
-    with resume.StopSignals() as stops:
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGTERM)
-        assert stops.received == signal.SIGTERM
-        os.kill(os.getpid(), signal.SIGINT)  # while winding down: ignored
-    assert signal.getsignal(signal.SIGTERM) is not stops._handler  # handlers put back

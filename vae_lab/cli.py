@@ -2,33 +2,33 @@
 
 Before Hydra starts, every combination of the overrides is composed once (`_preflight`), so a typo in
 a group option or key fails at once with one line that names it and what is allowed, instead of
-inside a sweep or after a traceback. `resume=true` is resolved here too (`_resume_args`): Hydra's run
-(or sweep) directory is pointed at the run to continue before Hydra creates a new one.
+inside a sweep or after a traceback. `resume=true` is resolved here too
+(:func:`vae_lab.runs.command.resolve_resume`): Hydra's run (or sweep) directory is pointed at the run to
+continue before Hydra creates a new one. What a job needs of the command line (the command that continues
+it after a signal) travels in the task object (:class:`TrainTask`), not in module or class state.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab import resume
 from vae_lab.config import CONF_DIR
-from vae_lab.preflight import override_value as _override_value
+from vae_lab.errors import ConfigError
 from vae_lab.preflight import override_values as _override_values
 from vae_lab.preflight import preflight as _preflight
-from vae_lab.rundir import read_summary
+from vae_lab.runs.command import ContinueCommand, resolve_resume
+from vae_lab.runs.locate import KEY as RESUME_KEY
 
 log = logging.getLogger("vae_lab.cli")
 
@@ -131,7 +131,6 @@ def _split_flags(args: list[str]) -> tuple[list[str], list[str]]:
 def _run_train(args: list[str]) -> int:
     flags, overrides = _split_flags(args)
     multirun = "-m" in flags or "--multirun" in flags
-    _Continue.args, _Continue.multirun = args, multirun
     hydra_args = [*flags, *overrides]  # flags first: argparse takes the overrides as one run of positionals
     if not _INFO_FLAGS.intersection(flags):
         error = _preflight(overrides)
@@ -139,88 +138,26 @@ def _run_train(args: list[str]) -> int:
             print(f"vae-lab train: error: {error}", file=sys.stderr)
             return 2
         try:
-            resumed = _resume_args(overrides, multirun)
-        except resume.ResumeError as err:
+            resumed = resolve_resume(overrides, multirun)
+        except ConfigError as err:
             print(f"vae-lab train: error: {err}", file=sys.stderr)
             return 2
-        if isinstance(resumed, str):  # the run completed already
-            print(f"vae-lab train: {resumed}")
+        if resumed.completed:
+            print(f"vae-lab train: {resumed.completed}")
             return 0
-        if any(not o.startswith("hydra") for o in resumed):  # the run's own overrides, taken over
-            error = _preflight([*overrides, *resumed])
+        if any(not o.startswith("hydra") for o in resumed.args):  # the run's own overrides, taken over
+            error = _preflight([*overrides, *resumed.args])
             if error:
-                print(f"vae-lab train: error: {resume.KEY}: {error}", file=sys.stderr)
+                print(f"vae-lab train: error: {RESUME_KEY}: {error}", file=sys.stderr)
                 return 2
-        if resumed:
-            hydra_args = [*flags, *overrides, *resumed]
-    SweepStatus.failed = SweepStatus.total = 0
+        hydra_args = [*flags, *overrides, *resumed.args]
+    task = TrainTask(ContinueCommand(tuple(args), tuple(overrides), multirun))
     try:
-        code = _invoke_hydra(_train_task, ["vae-lab train", *hydra_args])
+        # a sweep with failed jobs ends with SystemExit(1) from vae_lab.runs.sweep.SweepStatus
+        return _invoke_hydra(task, ["vae-lab train", *hydra_args])
     except KeyboardInterrupt:  # Ctrl-C before a job had its own handlers (torch still importing)
         print("vae-lab train: interrupted while starting a job", file=sys.stderr)
         return 128 + signal.SIGINT
-    if code:
-        return code
-    if multirun and SweepStatus.failed:
-        return 1
-    return 0
-
-
-def _hydra_value(path: Path) -> str:
-    """A path as an override value: quoted where Hydra's grammar would read its characters otherwise."""
-    text = str(path)
-    return text if all(c.isalnum() or c in "/._-+~" for c in text) else "'" + text.replace("'", "\\'") + "'"
-
-
-def _resume_args(overrides: list[str], multirun: bool) -> list[str] | str:
-    """The overrides that point Hydra at the run (or sweep) ``resume=...`` continues, or a line saying
-    that run completed already. Raises :class:`vae_lab.resume.ResumeError` when there is none.
-
-    With ``resume=<dir>`` and no other task overrides, the run's own overrides are taken over.
-    """
-    value = _override_value(overrides, resume.KEY)
-    if value is None or value is False:
-        return []
-    given = [o for o in overrides if not o.startswith(("hydra.", "hydra/", f"{resume.KEY}="))]
-    dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    explicit = _override_value(overrides, dir_key)
-    if value is not True and explicit is not None and Path(str(value)) != Path(str(explicit)):
-        raise resume.ResumeError(f"{resume.KEY}={value} and {dir_key}={explicit} name different directories")
-    where = Path(str(value)) if value is not True else Path(str(explicit)) if explicit is not None else None
-    if multirun:
-        found = resume.find_sweep(given, where)
-    else:
-        found = resume.find_run(given) if where is None else resume.check_run(where, given)
-        if found.completed:
-            best = ((read_summary(found.path) or {}).get("best") or {}).get("val/elbo")
-            score = f"best val/elbo {best:.4f}; " if isinstance(best, (int, float)) else ""
-            return f"{found.path} completed already; {score}nothing to resume"
-    extra = [] if explicit is not None else [f"{dir_key}={_hydra_value(found.path)}"]
-    if not given:
-        extra = [o for o in found.overrides if not o.startswith(f"{resume.KEY}=")] + extra
-    return extra
-
-
-class _Continue:
-    """The command line that continues an interrupted `vae-lab train` (set by `_run_train`)."""
-
-    args: list[str] = []
-    multirun = False
-
-    @classmethod
-    def command(cls, run_dir: Path) -> list[str]:
-        _, overrides = _split_flags(cls.args)
-        value = _override_value(overrides, resume.KEY)
-        if value not in (None, False, True):  # resume=<dir>: the same command continues it again
-            return ["vae-lab", "train", *cls.args]
-        args = [a for a in cls.args if not a.startswith(f"{resume.KEY}=")]
-        if cls.multirun and _override_value(overrides, "hydra.sweep.dir") is None:
-            try:
-                sweep_dir = str(HydraConfig.get().sweep.dir)
-            except (ValueError, OmegaConfBaseException):
-                sweep_dir = str(run_dir.parent)
-            args.append(f"hydra.sweep.dir={_hydra_value(Path(sweep_dir))}")
-        return ["vae-lab", "train", *args, f"{resume.KEY}=true"]
 
 
 def _invoke_hydra(task: Callable[[DictConfig], Any], argv: list[str], config_name: str = "train") -> int:
@@ -238,26 +175,35 @@ def _invoke_hydra(task: Callable[[DictConfig], Any], argv: list[str], config_nam
     return 0
 
 
-def _train_task(cfg: DictConfig) -> float:
-    from vae_lab.errors import ConfigError
-    from vae_lab.train import train
+@dataclass(frozen=True)
+class TrainTask:
+    """The Hydra task of `vae-lab train`: :func:`vae_lab.train.train`, its failures as one line and an
+    exit status. ``continue_command`` is the command that continues a job stopped by a signal. A module-
+    level class, so that launchers that run jobs in other processes (joblib, submitit) can pickle it."""
 
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    try:
-        return train(cfg)
-    except resume.Interrupted as stop:  # a sweep stops too: the signal was meant for all of it
-        command = _Continue.command(stop.run_dir) if multirun or not stop.completed else None
-        print(f"vae-lab train: {stop.message(command)}", file=sys.stderr)
-        sys.exit(stop.exit_code)
-    except Exception as err:  # noqa: BLE001 - reported as one line; the traceback is in train.log
-        if multirun:  # the sweep goes on; SweepStatus counts the failure
-            return math.nan
-        where = Path(cfg.paths.output_dir) / "train.log"
-        if isinstance(err, ConfigError):
-            print(f"vae-lab train: error: {err}", file=sys.stderr)
-            sys.exit(2)
-        print(f"vae-lab train: error: {type(err).__name__}: {err} (traceback in {where})", file=sys.stderr)
-        sys.exit(1)
+    continue_command: ContinueCommand
+
+    def __call__(self, cfg: DictConfig) -> float:
+        from vae_lab.runs.signals import Interrupted
+        from vae_lab.train import train
+
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        try:
+            return train(cfg)
+        except Interrupted as stop:  # a sweep stops too: the signal was meant for all of it
+            command = self.continue_command.for_run(stop.run_dir) if multirun or not stop.completed else None
+            print(f"vae-lab train: {stop.message(command)}", file=sys.stderr)
+            sys.exit(stop.exit_code)
+        except Exception as err:  # noqa: BLE001 - reported as one line; the traceback is in train.log
+            if multirun:  # the sweep goes on; SweepStatus counts the failure
+                return math.nan
+            where = Path(cfg.paths.output_dir) / "train.log"
+            if isinstance(err, ConfigError):
+                print(f"vae-lab train: error: {err}", file=sys.stderr)
+                sys.exit(2)
+            text = f"{type(err).__name__}: {err} (traceback in {where})"
+            print(f"vae-lab train: error: {text}", file=sys.stderr)
+            sys.exit(1)
 
 
 # -- eval ----------------------------------------------------------------------------------------
@@ -267,7 +213,7 @@ def _run_eval(args: list[str]) -> int:
     before Hydra creates a directory."""
     from hydra.core.config_store import ConfigStore
 
-    from vae_lab.checkpoint import CheckpointError, read_config
+    from vae_lab.checkpoint import read_config
     from vae_lab.eval import NOT_USED, SPLITS
 
     flags, overrides = _split_flags(args)
@@ -281,7 +227,7 @@ def _run_eval(args: list[str]) -> int:
     elif ckpts:
         try:
             config = read_config(str(ckpts[0]))
-        except CheckpointError as err:
+        except ConfigError as err:
             error = str(err)
         else:
             node = {k: v for k, v in config.items() if k not in NOT_USED}
@@ -298,7 +244,6 @@ def _run_eval(args: list[str]) -> int:
 
 
 def _eval_task(cfg: DictConfig) -> dict[str, Any]:
-    from vae_lab.errors import ConfigError
     from vae_lab.eval import evaluate
 
     try:
@@ -324,35 +269,6 @@ def _run_variance(args: list[str]) -> int:
             print(f"vae-lab variance: error: {error}", file=sys.stderr)
             return 2
     return _invoke_hydra(task, ["vae-lab variance", *args], config_name="variance")
-
-
-class SweepStatus(Callback):
-    """Hydra callback: at the end of a multirun, count the jobs whose summary.json says they failed and
-    say so on the last line (the command then exits with status 1)."""
-
-    failed = 0
-    total = 0
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        summaries = sorted(sweep_dir.glob("*/summary.json"))
-        failed = []
-        for path in summaries:
-            try:
-                status = json.loads(path.read_text()).get("status")
-            except (OSError, json.JSONDecodeError):
-                status = "unreadable"
-            if status != "completed":
-                failed.append(f"{path.parent.name} ({status})")
-        SweepStatus.failed, SweepStatus.total = len(failed), len(summaries)
-        if failed:
-            msg = (
-                f"{len(failed)} of {len(summaries)} jobs failed: {', '.join(failed)}; outputs in {sweep_dir}"
-            )
-        else:
-            msg = f"all {len(summaries)} jobs completed; outputs in {sweep_dir}"
-        log.info(msg)
-        print(msg, file=sys.stderr if failed else sys.stdout)
 
 
 if __name__ == "__main__":  # pragma: no cover

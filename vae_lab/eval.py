@@ -17,17 +17,16 @@ rounding, on the same machine).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from vae_lab.errors import ConfigError, check
+from vae_lab.errors import ConfigError, check, one_line
+from vae_lab.runs.summary import task_overrides, write_json
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -108,7 +107,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     except RuntimeError as err:
         if "loading state_dict" not in str(err):
             raise
-        first = next((ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()), "")
+        first = one_line(str(err).partition("\n")[2], limit=1)  # under "Error(s) in loading state_dict"
         raise ConfigError(
             "ckpt",
             "",
@@ -120,14 +119,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "split": cfg.split,
         "seed": cfg.seed,
         "iw_samples": cfg.model.get("iw_samples"),
-        "overrides": _overrides(),
+        "overrides": task_overrides(),
         "metrics": metrics,
         "duration_s": round(time.time() - started, 3),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f"{RESULT}.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out_dir / RESULT)
+    write_json(out_dir / RESULT, result)
     log.info("%s: %s", RESULT, result)
     print(table(result))
     print(f"vae-lab eval: {RESULT} in {out_dir}")
@@ -147,10 +143,3 @@ def table(result: dict[str, Any]) -> str:
     lines.append(f"{'metric':<{width}}  {'value':>14}")
     lines += [f"{name:<{width}}  {value:>14.6f}" for name, value in metrics.items()]
     return "\n".join(lines)
-
-
-def _overrides() -> list[str]:
-    try:
-        return list(HydraConfig.get().overrides.task)
-    except ValueError:
-        return []

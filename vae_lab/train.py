@@ -4,7 +4,8 @@ Everything that trains is built from the config (:func:`vae_lab.build.build` for
 VAE, Hydra's ``instantiate`` for callbacks, loggers and the trainer); this module only wires the pieces
 together and records the outcome in ``summary.json``. The test phase scores the best checkpoint exactly
 as `vae-lab eval` does (:func:`vae_lab.eval.score`). With ``resume`` set, the job continues the run
-already in its directory (:mod:`vae_lab.resume`).
+already in its directory; what a run directory records, and how a stopped run is continued, is
+:mod:`vae_lab.runs`.
 """
 
 from __future__ import annotations
@@ -24,15 +25,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import vae_lab.config  # noqa: F401  (registers the resolvers a job needs, also in launcher workers)
-from vae_lab import resume
 from vae_lab.build import build, configure_torch, instantiate_key
 from vae_lab.errors import check
 from vae_lab.eval import score
-from vae_lab.rundir import write_summary
+from vae_lab.runs.checkpoints import ResumePoint, stopped
+from vae_lab.runs.locate import completed_run
+from vae_lab.runs.signals import Interrupted, StopSignals
+from vae_lab.runs.summary import OPTIMIZED_METRIC, Summary, task_overrides
 
 log = logging.getLogger("vae_lab.train")
-
-OPTIMIZED_METRIC = "val/elbo"
 
 # The CSV logger shares the run directory with Hydra's .hydra/ and train.log by design; and Lightning's
 # own pytree code trips a torch deprecation. Neither is actionable for a user.
@@ -47,7 +48,7 @@ def train(cfg: DictConfig) -> float:
 
     Failures are written to ``summary.json`` (status ``failed`` and the error) and re-raised. SIGINT
     and SIGTERM stop the fit after the current step with a checkpoint (status ``interrupted``) and
-    raise :class:`vae_lab.resume.Interrupted`. With ``resume`` set, a run that completed in this
+    raise :class:`vae_lab.runs.Interrupted`. With ``resume`` set, a run that completed in this
     directory is not trained again (its best ``val/elbo`` is returned); any other continues from its
     newest checkpoint, its logs trimmed to that checkpoint.
     """
@@ -60,47 +61,43 @@ def train(cfg: DictConfig) -> float:
     )
     run_dir = Path(cfg.paths.output_dir)
     resuming = cfg.get("resume") not in (None, False)
-    if resuming and (previous := resume.completed_run(run_dir, _overrides())) is not None:
-        best = float((previous.get("best") or {}).get(OPTIMIZED_METRIC, math.nan))
+    if resuming and (previous := completed_run(run_dir, task_overrides())) is not None:
+        best = previous.best_score if previous.best_score is not None else math.nan
         log.info("resume: %s completed already; not trained again", run_dir)
         print(f"vae-lab train: completed already; best val/elbo {best:.4f}; outputs in {run_dir}")
         return best
     started = time.time()
-    summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "overrides": _overrides()}
-    write_summary(run_dir, summary)
+    summary = Summary.start(run_dir, task_overrides())
     trainer: pl.Trainer | None = None
     callbacks: list[Any] = []
-    resume_step = 0
-    with resume.StopSignals() as stops:
+    start = ResumePoint()
+    with StopSignals() as stops:
         try:
             configure_torch(cfg)
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
             datamodule, model = build(cfg)
             callbacks = [instantiate_key(cfg, f"callbacks.{name}") for name in cfg.callbacks]
-            checkpoint = resume.checkpoint_to_resume(callbacks) if resuming else None
-            resume_step, csv_rows = resume.checkpoint_contents(checkpoint)
-            extra = {
-                name: resume.logger_kwargs(cfg.logger[name], resume_step) if resuming else {}
+            start = ResumePoint.find(callbacks, resuming)
+            loggers = [
+                instantiate_key(cfg, f"logger.{name}", **start.logger_kwargs(cfg.logger[name]))
                 for name in cfg.logger
-            }
-            loggers = [instantiate_key(cfg, f"logger.{name}", **extra[name]) for name in cfg.logger]
-            resume.trim_csv_logs(loggers, run_dir, csv_rows)
+            ]
+            start.trim_logs(loggers, run_dir)
             trainer = instantiate_key(
                 cfg, "trainer", logger=loggers, callbacks=callbacks, precision=f"{cfg.precision}-true"
             )
             _log_hparams(loggers, _flat_hparams(cfg))
-            if checkpoint is not None:
-                summary["resumed_from"] = str(checkpoint)
-                log.info("resuming from %s (step %d)", checkpoint, resume_step)
+            if start.checkpoint is not None:
+                summary.resumed_from = str(start.checkpoint)
+                log.info("resuming from %s (step %d)", start.checkpoint, start.step)
 
-            trainer.fit(model, datamodule=datamodule, ckpt_path=checkpoint)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=start.checkpoint)
             metrics = _scalars(trainer.callback_metrics)
             best = _best_score(trainer, metrics)
             if cfg.test:  # seeded like `vae-lab eval` of the best checkpoint, which gives the same numbers
                 best_ckpt = "best" if _has_best(trainer) else None
                 metrics.update(score(trainer, model, datamodule, "test", cfg.seed, ckpt_path=best_ckpt))
-            summary.update(
-                status="completed",
+            summary.complete(
                 metrics=metrics,
                 best={OPTIMIZED_METRIC: best},
                 best_checkpoint=_best_path(trainer),
@@ -108,32 +105,27 @@ def train(cfg: DictConfig) -> float:
                 epochs=trainer.current_epoch,
                 duration_s=round(time.time() - started, 3),
             )
-            write_summary(run_dir, summary)
             log.info("outputs in %s", run_dir)
-            print(f"vae-lab train: {summary['status']}; best val/elbo {best:.4f}; outputs in {run_dir}")
+            print(f"vae-lab train: {summary.status.value}; best val/elbo {best:.4f}; outputs in {run_dir}")
             if stops.received is not None:  # too late to stop this job, but a sweep stops here
-                raise resume.Interrupted(stops.received, trainer.global_step, run_dir, completed=True)
+                raise Interrupted(stops.received, trainer.global_step, run_dir, completed=True)
             return best
-        except resume.Interrupted:
+        except Interrupted:
             raise
         except BaseException as err:  # noqa: BLE001 - recorded, then re-raised
-            step = max(trainer.global_step if trainer is not None else 0, resume_step)
-            summary.update(steps=step, duration_s=round(time.time() - started, 3))
+            step = max(trainer.global_step if trainer is not None else 0, start.step)
+            duration_s = round(time.time() - started, 3)
             signum = stops.received
             if signum is None and isinstance(err, KeyboardInterrupt):
                 signum = signal.SIGINT  # raised before the handlers were in place
             if signum is None:
-                summary.update(status="failed", error=f"{type(err).__name__}: {err}")
-                write_summary(run_dir, summary)
+                summary.fail(f"{type(err).__name__}: {err}", steps=step, duration_s=duration_s)
                 log.info("run failed: %s\n%s", err, traceback.format_exc())  # to train.log only
                 raise
-            interrupted = resume.stopped(signum, step, run_dir, callbacks, since=started)
-            summary.update(
-                status="interrupted",
-                error=signal.Signals(signum).name,
-                checkpoint=str(interrupted.checkpoint) if interrupted.checkpoint else None,
+            interrupted = stopped(signum, step, run_dir, callbacks, since=started)
+            summary.interrupt(
+                signal.Signals(signum).name, interrupted.checkpoint, steps=step, duration_s=duration_s
             )
-            write_summary(run_dir, summary)
             log.info("run interrupted: %s\n%s", interrupted, traceback.format_exc())
             raise interrupted from err
 
@@ -213,10 +205,3 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
 
     walk("", container)
     return flat
-
-
-def _overrides() -> list[str]:
-    try:
-        return list(HydraConfig.get().overrides.task)
-    except ValueError:
-        return []

@@ -36,3 +36,15 @@ def test_several_dirs_and_a_single_run_dir(tmp_path, capsys):
     # a stale report does not confuse the next one: summary.csv / summary.md are not jobs
     assert report.main([str(tmp_path), "--no-plots"]) == 0
     assert "2 jobs in 1 group: 2 completed" in capsys.readouterr().out
+
+
+def test_damaged_and_interrupted_jobs_are_reported_not_dropped(tmp_path):
+    make_job(tmp_path, "0", ["seed=0"], metrics={"test/elbo": -1.0})
+    make_job(tmp_path, "1", ["seed=1"], status="interrupted")
+    damaged = make_job(tmp_path, "2", ["seed=2"])
+    (damaged / "summary.json").write_text("{half a file")
+    jobs = report.load([tmp_path]).jobs.set_index("job")
+    assert jobs.loc["0", "outcome"] == "completed"
+    assert (jobs.loc["1", "status"], jobs.loc["1", "outcome"]) == ("interrupted", "unfinished")
+    assert (jobs.loc["2", "status"], jobs.loc["2", "outcome"]) == ("unreadable", "failed")
+    assert jobs.loc["2", "error"].startswith("summary.json unreadable: ")

@@ -10,7 +10,6 @@ still found and reported as unfinished.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -23,7 +22,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from vae_lab.rundir import run_overrides
+from vae_lab.errors import one_line
+from vae_lab.runs.summary import SUMMARY, Status, SummaryError, read_summary, run_overrides
 
 # Overrides that do not define an experimental condition: jobs that differ only in these share a group.
 # `seed` is what the statistics run over; the others change where files go, how many threads or processes
@@ -37,8 +37,10 @@ IGNORED_KEYS: tuple[str, ...] = (
     "callbacks.progress_bar",
     "trainer.enable_progress_bar",
 )
-COMPLETED = "completed"
-UNFINISHED_STATUSES = ("running", "interrupted", "missing")  # "missing": no summary.json (yet)
+COMPLETED = Status.COMPLETED.value
+MISSING = "missing"  # a job without summary.json (yet); unfinished, as a running one
+UNREADABLE = "unreadable"  # a summary.json that cannot be read; failed
+UNFINISHED_STATUSES = (MISSING, *(status.value for status in Status if status.unfinished))
 BEST_PREFIX = "best/"  # summary.json's "best" entries, e.g. best/val/elbo: the best val/elbo of the run
 
 
@@ -89,10 +91,6 @@ def natural_value(value: Any) -> tuple[int, float, str]:
         return (1, 0.0, str(value))
 
 
-def one_line(err: Any) -> str:
-    return " ".join(str(err).split())
-
-
 def find_jobs(dirs: Iterable[str | os.PathLike]) -> list[Path]:
     """Every job directory under ``dirs`` (sorted, without duplicates); ReportError names a bad DIR."""
     found: set[Path] = set()
@@ -133,21 +131,14 @@ def is_ignored(key: str) -> bool:
 
 def read_job(path: Path) -> tuple[dict[str, Any], dict[str, str], pd.DataFrame]:
     """One job: (record, overrides, curves). Never raises on a damaged job; the record says what is wrong."""
-    record: dict[str, Any] = {"path": str(path), "status": "missing", "error": ""}
-    summary: dict[str, Any] = {}
-    summary_path = path / "summary.json"
-    if summary_path.is_file():
-        try:
-            summary = json.loads(summary_path.read_text())
-            if not isinstance(summary, dict):
-                raise ValueError("not a JSON object")
-            record["status"] = str(summary.get("status", "unknown"))
-            record["error"] = one_line(summary.get("error") or "")
-        except (OSError, ValueError) as err:
-            summary = {}
-            record.update(status="unreadable", error=f"summary.json unreadable: {one_line(err)}")
-    else:
-        record["error"] = "no summary.json"
+    record: dict[str, Any] = {"path": str(path), "status": MISSING, "error": f"no {SUMMARY}"}
+    try:
+        summary = read_summary(path)
+    except SummaryError as err:
+        summary = None
+        record.update(status=UNREADABLE, error=f"{SUMMARY} unreadable: {one_line(err, sep=' ')}")
+    if summary is not None:
+        record.update(status=summary.status.value, error=one_line(summary.error or "", sep=" "))
 
     overrides = dict(parse_override(o) for o in run_overrides(path) or [])
     record["seed"] = _seed(path, overrides)
@@ -160,12 +151,13 @@ def read_job(path: Path) -> tuple[dict[str, Any], dict[str, str], pd.DataFrame]:
         if "val/elbo" in last.index:
             final[f"{BEST_PREFIX}val/elbo"] = float(curves.loc[curves["metric"] == "val/elbo", "value"].max())
         record["last_step"] = int(curves["step"].max())
-    for prefix, entry in (("", "metrics"), (BEST_PREFIX, "best")):
-        if isinstance(summary.get(entry), dict):
-            final.update({f"{prefix}{k}": _float(v) for k, v in summary[entry].items()})
-    for key in ("steps", "epochs", "duration_s"):
-        if key in summary:
-            record[key] = summary[key]
+    if summary is not None:
+        for prefix, entry in (("", summary.metrics), (BEST_PREFIX, summary.best)):
+            if isinstance(entry, dict):
+                final.update({f"{prefix}{k}": _float(v) for k, v in entry.items()})
+        for key in ("steps", "epochs", "duration_s"):
+            if getattr(summary, key) is not None:
+                record[key] = getattr(summary, key)
     record["metrics"] = final
     return record, overrides, curves
 
@@ -209,6 +201,7 @@ def _read_curves(path: Path) -> pd.DataFrame:
 
 
 def _outcome(status: str) -> str:
+    """completed, unfinished (running, interrupted, no summary.json yet) or failed (failed, unreadable)."""
     if status == COMPLETED:
         return COMPLETED
     return "unfinished" if status in UNFINISHED_STATUSES else "failed"

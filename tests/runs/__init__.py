@@ -1,0 +1,1 @@
+"""Tests of vae_lab/runs/, one module per module."""

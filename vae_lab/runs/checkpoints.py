@@ -1,0 +1,126 @@
+"""The checkpoints a run resumes from: the one a signal's stop saves (:class:`InterruptCheckpoint`,
+``conf/callbacks/interrupt_checkpoint.yaml``), the choice of the newest (:func:`checkpoint_to_resume`),
+and where a job starts (:class:`ResumePoint`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint
+from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from vae_lab.errors import check
+from vae_lab.runs.logs import logger_kwargs, trim_csv_logs
+from vae_lab.runs.resume_state import CHECKPOINT_KEY
+from vae_lab.runs.signals import Interrupted
+
+
+class InterruptCheckpoint(Callback):
+    """Save ``<dirpath>/<filename>.ckpt`` when a fit stops gracefully; remove it when a fit ends normally.
+
+    Lightning turns SIGTERM into ``SIGTERMException`` at the next step boundary (vae-lab routes SIGINT,
+    Ctrl-C, the same way: :class:`vae_lab.runs.signals.StopSignals`), and the checkpoint written then
+    (``trainer.save_checkpoint``, Lightning's full training state) holds a state the uninterrupted run
+    also passed through, so resuming from it is exact.
+
+    Lightning's own ``OnExceptionCheckpoint`` does the same with two differences that matter here. It
+    saves on any exception, also one raised mid-step, while a checkpoint is being restored, or during
+    validation or testing: a state no uninterrupted run has, from which a resumed run would silently
+    differ (those cases resume from ``last.ckpt`` instead). And while one is registered, Lightning
+    turns every ``fit(ckpt_path=None)`` into ``ckpt_path="last"``: a warning in every fresh run, and a
+    silent resume in any directory that holds checkpoints. vae-lab resumes only when asked
+    (``resume=``), from the checkpoint :func:`checkpoint_to_resume` picks.
+    """
+
+    FILE_EXTENSION = ".ckpt"
+
+    def __init__(self, dirpath: str | os.PathLike[str], filename: str = "on_exception") -> None:
+        check(isinstance(filename, str) and filename != "", "filename", "expected a file name", filename)
+        self.dirpath = os.fspath(dirpath)
+        self.filename = filename
+
+    @property
+    def ckpt_path(self) -> str:
+        return os.path.join(self.dirpath, self.filename + self.FILE_EXTENSION)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        stopped = isinstance(exception, SIGTERMException)
+        if stopped and trainer.state.fn == TrainerFn.FITTING and not trainer.validating:
+            trainer.save_checkpoint(self.ckpt_path)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == TrainerFn.FITTING:  # the fit ran to its end: nothing to resume
+            trainer.strategy.remove_checkpoint(self.ckpt_path)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def checkpoint_to_resume(callbacks: Iterable[Any]) -> Path | None:
+    """The newest of the run's resumable checkpoints: the interrupt (on-exception) checkpoint, and
+    ``last.ckpt`` of each ModelCheckpoint that saves one (the choice Lightning's ``ckpt_path="last"``
+    makes; naming the file lets the run report it and trim its logs to it)."""
+    candidates = []
+    for callback in callbacks:
+        if isinstance(callback, (InterruptCheckpoint, OnExceptionCheckpoint)):
+            candidates.append(Path(callback.ckpt_path))
+        elif isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
+            last = f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+            candidates.append(Path(callback.dirpath) / last)
+    existing = [path for path in candidates if path.is_file()]
+    return max(existing, key=_mtime) if existing else None
+
+
+@dataclass
+class ResumePoint:
+    """Where a job starts: ``checkpoint`` (None: from scratch), the ``step`` it was saved at, and the
+    metrics.csv rows per file written by then (:class:`~vae_lab.runs.resume_state.ResumeState`; None:
+    not recorded, keep them all). ``resuming``: asked for with ``resume=``; only then are the logs of an
+    earlier attempt continued."""
+
+    checkpoint: Path | None = None
+    step: int = 0
+    csv_rows: dict[str, int] | None = field(default_factory=dict)
+    resuming: bool = False
+
+    @classmethod
+    def find(cls, callbacks: Iterable[Any], resuming: bool) -> ResumePoint:
+        """The newest resumable checkpoint of the run's ``callbacks`` if ``resuming``, else a fresh start."""
+        checkpoint = checkpoint_to_resume(callbacks) if resuming else None
+        if checkpoint is None:
+            return cls(resuming=resuming)
+        import torch
+
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        rows = (state.get(CHECKPOINT_KEY) or {}).get("csv_rows")
+        return cls(checkpoint, int(state.get("global_step", 0)), rows, resuming)
+
+    def logger_kwargs(self, node: Any) -> dict[str, Any]:
+        """Extra arguments for the logger configured by ``node`` (:func:`vae_lab.runs.logs.logger_kwargs`)."""
+        return logger_kwargs(node, self.step) if self.resuming else {}
+
+    def trim_logs(self, loggers: Iterable[Any], run_dir: Path) -> None:
+        """Drop the metrics.csv rows written after this point (all of them on a fresh start)."""
+        trim_csv_logs(loggers, run_dir, self.csv_rows)
+
+
+def stopped(signum: int, step: int, run_dir: Path, callbacks: Iterable[Any], since: float) -> Interrupted:
+    """What a stop left behind: the checkpoint a resumed run will start from, and whether this stop
+    saved it (an :class:`InterruptCheckpoint` written after ``since``)."""
+    callbacks = list(callbacks)
+    checkpoint = checkpoint_to_resume(callbacks)
+    ours = {Path(c.ckpt_path) for c in callbacks if isinstance(c, InterruptCheckpoint)}
+    saved = checkpoint in ours and _mtime(checkpoint) >= since
+    return Interrupted(signum, step, run_dir, checkpoint, saved=saved)
