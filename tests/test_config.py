@@ -53,3 +53,48 @@ def test_instantiating_the_model_config_builds_the_whole_vae(overrides):
     for group in MODEL_GROUPS:
         assert type(getattr(model, group)).__name__ == cfg.model[group]._target_.rsplit(".", 1)[-1]
     assert not {"posterior", "prior", "estimator"} & set(cfg)  # nothing left at the top level
+
+
+# -- callbacks: one file per callback, composed by defaults -----------------------------------------
+#: what `callbacks=default` composes, in this order (the order the trainer calls them)
+DEFAULT_CALLBACKS = [
+    "model_checkpoint",
+    "progress_bar",
+    "interrupt_checkpoint",
+    "resume_state",
+    "grad_variance",
+    "reconstructions",
+    "prior_samples",
+    "latent_grid",
+]
+#: options of the group that compose other files rather than hold a callback
+CALLBACK_SETS = {"default": DEFAULT_CALLBACKS, "lda": [*DEFAULT_CALLBACKS, "topic_words"]}
+
+
+@pytest.mark.parametrize("option", group_options("callbacks"))
+def test_each_callback_file_holds_one_callback_named_as_the_file_or_composes_others(option):
+    from omegaconf import OmegaConf
+
+    text = OmegaConf.load(CONF_DIR / "callbacks" / f"{option}.yaml")
+    if option in CALLBACK_SETS:
+        assert set(text) == {"defaults"}  # a set of callbacks is a defaults list, nothing else
+        assert list(compose_train([f"callbacks={option}"]).callbacks) == CALLBACK_SETS[option]
+    else:
+        assert list(text) == [option] and "_target_" in text[option]
+        assert list(compose_train([f"callbacks={option}"]).callbacks) == [option]
+
+
+def test_callbacks_keep_their_keys_and_compose_as_lists():
+    cfg = compose_train(["callbacks.grad_variance.enabled=false", "~callbacks.progress_bar"])
+    assert cfg.callbacks.grad_variance.enabled is False and "progress_bar" not in cfg.callbacks
+    assert compose_train(["experiment=figurnov2018/lda_20news"]).callbacks.topic_words.n_words == 10
+    listed = compose_train(["callbacks=[default,topic_words]"])
+    assert list(listed.callbacks) == CALLBACK_SETS["lda"]
+
+
+def test_the_command_line_check_accepts_a_list_of_callbacks_and_names_an_unknown_one():
+    from vae_lab.preflight import preflight
+
+    assert preflight(["callbacks=[default,topic_words]"]) is None
+    error = preflight(["callbacks=[default,topic_wrds]"])
+    assert error.startswith("callbacks=topic_wrds: unknown option; choose one of: ")

@@ -87,8 +87,9 @@ def preflight(overrides: list[str], config_name: str = "train") -> str | None:
         group = key.split("@")[0]
         if "." not in group and (CONF_DIR / group).is_dir() and not group.startswith("hydra"):
             options = group_options(group)
-            for value in values:
-                if value not in options and value != "null":
+            chosen = override.value() if not override.is_sweep_override() else values
+            for value in chosen if isinstance(chosen, list) else values:  # callbacks=[default,topic_words]
+                if str(value) not in options and value not in ("null", None):
                     return f"{group}={value}: unknown option; choose one of: {', '.join(options)}"
         prefix = override.input_line[: len(override.input_line) - len(override.input_line.lstrip("+~"))]
         choices.append(
