@@ -16,6 +16,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vae_lab.errors import check
+from vae_lab.runs.locate import mtime
 from vae_lab.runs.logs import logger_kwargs, trim_csv_logs
 from vae_lab.runs.resume_state import CHECKPOINT_KEY
 from vae_lab.runs.signals import Interrupted
@@ -61,13 +62,6 @@ class InterruptCheckpoint(Callback):
             trainer.strategy.remove_checkpoint(self.ckpt_path)
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
 def checkpoint_to_resume(callbacks: Iterable[Any]) -> Path | None:
     """The newest of the run's resumable checkpoints: the interrupt (on-exception) checkpoint, and
     ``last.ckpt`` of each ModelCheckpoint that saves one (the choice Lightning's ``ckpt_path="last"``
@@ -80,7 +74,7 @@ def checkpoint_to_resume(callbacks: Iterable[Any]) -> Path | None:
             last = f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
             candidates.append(Path(callback.dirpath) / last)
     existing = [path for path in candidates if path.is_file()]
-    return max(existing, key=_mtime) if existing else None
+    return max(existing, key=mtime) if existing else None
 
 
 @dataclass
@@ -122,5 +116,5 @@ def stopped(signum: int, step: int, run_dir: Path, callbacks: Iterable[Any], sin
     callbacks = list(callbacks)
     checkpoint = checkpoint_to_resume(callbacks)
     ours = {Path(c.ckpt_path) for c in callbacks if isinstance(c, InterruptCheckpoint)}
-    saved = checkpoint in ours and _mtime(checkpoint) >= since
+    saved = checkpoint in ours and mtime(checkpoint) >= since
     return Interrupted(signum, step, run_dir, checkpoint, saved=saved)

@@ -89,7 +89,8 @@ def sweep_overrides(sweep_dir: Path) -> list[str] | None:
     return [str(o) for o in overrides] if isinstance(overrides, list) else None
 
 
-def _mtime(path: Path) -> float:
+def mtime(path: Path) -> float:
+    """When ``path`` was last modified (0 where it is missing): how recent a run or a checkpoint is."""
     try:
         return path.stat().st_mtime
     except OSError:
@@ -116,7 +117,7 @@ def find_run(overrides: Sequence[str], root: Path = OUTPUTS) -> Found:
             f"{KEY}=true: no run under {root}/<date>/<time>/ was started with the overrides "
             f"{_shown(overrides)!r}; give the directory with {KEY}=<run dir>"
         )
-    recency = {m.path: max(_mtime(m.path / SUMMARY), _mtime(m.path / ".hydra")) for m in matches}
+    recency = {m.path: max(mtime(m.path / SUMMARY), mtime(m.path / ".hydra")) for m in matches}
     matches.sort(key=lambda m: (recency[m.path], str(m.path)), reverse=True)
     unfinished = [m for m in matches if not m.completed]
     return (unfinished or matches)[0]
@@ -163,7 +164,7 @@ def find_sweep(overrides: Sequence[str], sweep_dir: Path | None, root: Path = MU
             f"{KEY}=true: no sweep under {root}/<date>/<time>/ was started with the overrides "
             f"{_shown(overrides)!r}; give its directory with hydra.sweep.dir=<dir> or {KEY}=<dir>"
         )
-    return max(matches, key=lambda m: (_mtime(m.path / "multirun.yaml"), str(m.path)))
+    return max(matches, key=lambda m: (mtime(m.path / "multirun.yaml"), str(m.path)))
 
 
 def completed_run(run_dir: Path, overrides: Sequence[str]) -> Summary | None:
