@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -22,6 +23,11 @@ def _conf_dir() -> Path:
 
 
 CONF_DIR = _conf_dir()
+
+# conf/hydra/launcher/ray.yaml takes the name of the Ray launcher plugin's own option on purpose (users
+# type hydra/launcher=ray); Hydra validates it against that option's schema and warns, at every
+# composition, that matching a schema by name is deprecated. Nothing a user can act on.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema")
 
 
 def group_options(group: str) -> list[str]:
