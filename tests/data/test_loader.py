@@ -7,6 +7,7 @@ import pytorch_lightning as pl
 import torch
 
 from vae_lab.data.loader import TensorBatches, bernoulli_transform
+from vae_lab.errors import ConfigError
 
 
 def rows(n: int = 23, d: int = 3) -> torch.Tensor:
@@ -101,7 +102,7 @@ def test_replicas_split_each_epoch_without_overlap():
 
 
 def test_argument_checks():
-    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+    with pytest.raises(ConfigError, match=r"batch_size=.* is not allowed; expected an integer >= 1"):
         TensorBatches(rows(), 0)
     with pytest.raises(ValueError, match="batch_size"):
         TensorBatches(rows(), True)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vae_lab.data import DataError, NewsgroupsDataModule, read_nvdm, read_vocab
+from vae_lab.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -120,5 +121,7 @@ def test_corrupt_feat_file_in_place_is_a_data_error(tmp_path, shared_data_dir):
 
 
 def test_invalid_val_size():
-    with pytest.raises(ValueError, match="val_size must be an integer >= 1 and <= 11257"):
+    with pytest.raises(
+        ConfigError, match=r"val_size=.* is not allowed; expected an integer >= 1 and <= 11257"
+    ):
         NewsgroupsDataModule(val_size=11258)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vae_lab.errors import ConfigError
 from vae_lab.estimators import RSVIEstimator
 
 from .estimator_cases import CASES, N_COPIES, assert_unbiased, per_copy_gradients, z_scores
@@ -62,7 +63,7 @@ def test_unsupported_family_raises(family):
 
 @pytest.mark.parametrize("B", [-1, 1.5, True, "2"])
 def test_invalid_B(B):
-    with pytest.raises(ValueError, match=r"^B \(shape augmentation\) must be an integer >= 0"):
+    with pytest.raises(ConfigError, match=r"^B=.* is not allowed; expected an integer >= 0"):
         RSVIEstimator(B=B)
 
 

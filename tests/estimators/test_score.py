@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.distributions import Independent
 
+from vae_lab.errors import ConfigError
 from vae_lab.estimators import ScoreFunctionEstimator
 
 from .estimator_cases import CASES, N_COPIES, assert_unbiased, per_copy_gradients
@@ -56,7 +57,7 @@ def test_leave_one_out_needs_two_samples():
 
 
 def test_unknown_baseline_and_bad_decay():
-    with pytest.raises(ValueError, match="unknown baseline 'mean'"):
+    with pytest.raises(ConfigError, match=r"baseline='mean' is not allowed; expected one of none"):
         ScoreFunctionEstimator(baseline="mean")
     with pytest.raises(ValueError, match="decay"):
         ScoreFunctionEstimator(baseline="moving_average", decay=1.0)

@@ -25,7 +25,7 @@ from vae_lab.model.posteriors import GaussianHead
 from vae_lab.model.priors import NormalPrior
 from vae_lab.model.vae import VAE
 from vae_lab.probes import GradientVarianceProbe, gradient_moments, parameter_groups
-from vae_lab.probes.grad_variance import _derived_seed
+from vae_lab.seeds import derived_seed
 from vae_lab.variance import gaussian_theory, sample_variance_std_error
 
 P, M = 4000, 20  # coordinates (independent copies of the toy) and estimates per measurement
@@ -174,7 +174,7 @@ def test_during_kl_warmup_the_probe_measures_the_gradient_of_the_training_step(a
 
     def mean_training_gradient(estimator, index: int) -> Tensor:
         own, model.estimator = model.estimator, estimator
-        torch.manual_seed(_derived_seed(probe.seed, step, index))
+        torch.manual_seed(derived_seed(probe.seed, step, index))
         grads = [torch.autograd.grad(model.training_step(x, 0), encoder) for _ in range(n)]
         model.estimator = own
         return torch.stack([torch.cat([g.reshape(-1) for g in gs]) for gs in grads]).double().mean(0)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from vae_lab.data.loader import InMemoryDataModule, check_int
+from vae_lab.errors import ConfigError
 
 DIGITS_ROWS = 1797
 # The split is a property of the data set, not of the run: a fixed permutation from a fixed seed
@@ -53,9 +54,11 @@ class DigitsDataModule(InMemoryDataModule):
         self.val_size = check_int("val_size", val_size, minimum=1, maximum=DIGITS_ROWS - 2)
         self.test_size = check_int("test_size", test_size, minimum=1, maximum=DIGITS_ROWS - 2)
         if self.val_size + self.test_size > DIGITS_ROWS - 1:
-            raise ValueError(
-                f"val_size + test_size must be <= {DIGITS_ROWS - 1} to leave training data, "
-                f"got {self.val_size} + {self.test_size}"
+            raise ConfigError(
+                "test_size",
+                f"expected val_size + test_size <= {DIGITS_ROWS - 1} to leave training data "
+                f"(val_size={self.val_size})",
+                self.test_size,
             )
         self.input_dim = 64
         self.image_shape = (8, 8)

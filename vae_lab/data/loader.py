@@ -22,18 +22,12 @@ import torch
 from torch import Tensor
 
 from vae_lab.data.download import resolve_data_dir
+from vae_lab.errors import ConfigError, check
+from vae_lab.seeds import derived_seed
 
 Transform = Callable[[Tensor, torch.Generator], Tensor]
 
 log = logging.getLogger(__name__)
-
-
-def _derived_seed(*words: int) -> int:
-    """A 63-bit seed derived from integers with NumPy's SeedSequence (stable across versions)."""
-    return int(
-        np.random.SeedSequence([int(w) & 0xFFFFFFFF for w in words]).generate_state(2, np.uint64)[0]
-        >> np.uint64(1)
-    )
 
 
 class TensorBatches:
@@ -98,7 +92,7 @@ class TensorBatches:
         self._skip = 0  # batches to replay silently on the next iter() after load_state_dict
 
     def _transform_seed(self) -> int:
-        return _derived_seed(self.seed, self.rank, 1)
+        return derived_seed(self.seed, self.rank, 1)
 
     # sizes --------------------------------------------------------------------------------------
     @property
@@ -202,23 +196,21 @@ def bernoulli_transform(x: Tensor, generator: torch.Generator) -> Tensor:
     return torch.bernoulli(x, generator=generator)
 
 
-# argument checks: one-line ValueErrors that name the key ----------------------------------------
+# argument checks: ConfigErrors that name the key ------------------------------------------------
 def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
     if ok and minimum is not None and value < minimum:
         ok = False
     if ok and maximum is not None and value > maximum:
         ok = False
-    if not ok:
-        lo = "" if minimum is None else f" >= {minimum}"
-        hi = "" if maximum is None else f"{' and' if lo else ''} <= {maximum}"
-        raise ValueError(f"{name} must be an integer{lo}{hi}, got {value!r}")
+    lo = "" if minimum is None else f" >= {minimum}"
+    hi = "" if maximum is None else f"{' and' if lo else ''} <= {maximum}"
+    check(ok, name, f"expected an integer{lo}{hi}", value)
     return int(value)
 
 
 def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
+    check(isinstance(value, (bool, np.bool_)), name, "expected true or false", value)
     return bool(value)
 
 
@@ -371,7 +363,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         if split == "test":
             return self.test_dataloader()
         if split != "train":
-            raise ValueError(f"split must be one of train, val, test, got {split!r}")
+            raise ConfigError("split", "expected one of train, val, test", split)
         self._ensure_loaded()
         return TensorBatches(
             self.train_data, self.eval_batch_size, seed=self.seed, transform=self._train_transform()

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from vae_lab.data.download import DataError, fetch
-from vae_lab.data.loader import InMemoryDataModule, Transform, _derived_seed, bernoulli_transform, check_int
+from vae_lab.data.loader import InMemoryDataModule, Transform, bernoulli_transform, check_int
+from vae_lab.seeds import derived_seed
 
 # --- MNIST (Keras copy) ---------------------------------------------------------------------------
 MNIST_FILE = "mnist.npz"
@@ -244,8 +245,8 @@ class MNISTDataModule(InMemoryDataModule):
         grey_train = _to_float(arrays["x_train"][:n_train]).div_(255.0)
         grey_val = _to_float(arrays["x_train"][n_train:]).div_(255.0)
         grey_test = _to_float(arrays["x_test"]).div_(255.0)
-        g_val = torch.Generator().manual_seed(_derived_seed(self.eval_binarization_seed, 1))
-        g_test = torch.Generator().manual_seed(_derived_seed(self.eval_binarization_seed, 2))
+        g_val = torch.Generator().manual_seed(derived_seed(self.eval_binarization_seed, 1))
+        g_test = torch.Generator().manual_seed(derived_seed(self.eval_binarization_seed, 2))
         val = torch.bernoulli(grey_val, generator=g_val)
         test = torch.bernoulli(grey_test, generator=g_test)
         return grey_train, val, test

@@ -22,6 +22,7 @@ from typing import ClassVar
 from torch.distributions import Distribution
 
 from vae_lab.distributions.rsvi import has_rejection_sampler, rsvi_sample
+from vae_lab.errors import ConfigError
 from vae_lab.estimators.base import Estimate, Estimator, Objective
 
 
@@ -44,7 +45,7 @@ class RSVIEstimator(Estimator):
     def __init__(self, B: int = 1, correction: bool = True) -> None:
         super().__init__()
         if isinstance(B, bool) or not isinstance(B, int) or B < 0:
-            raise ValueError(f"B (shape augmentation) must be an integer >= 0, got {B!r}")
+            raise ConfigError("B", "expected an integer >= 0 (shape augmentation steps)", B)
         self.B = B
         self.correction = correction
 

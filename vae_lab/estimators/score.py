@@ -21,6 +21,7 @@ import torch
 from torch.distributions import Distribution
 
 from vae_lab.distributions.capabilities import implements
+from vae_lab.errors import ConfigError
 from vae_lab.estimators.base import Estimate, Estimator, Objective
 
 BASELINES = ("none", "moving_average", "leave_one_out")
@@ -44,9 +45,9 @@ class ScoreFunctionEstimator(Estimator):
     def __init__(self, baseline: str = "none", decay: float = 0.9) -> None:
         super().__init__()
         if baseline not in BASELINES:
-            raise ValueError(f"unknown baseline {baseline!r} (choose one of {', '.join(BASELINES)})")
+            raise ConfigError("baseline", f"expected one of {', '.join(BASELINES)}", baseline)
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"decay must be in [0, 1), got {decay}")
+            raise ConfigError("decay", "expected a number in [0, 1)", decay)
         self.baseline = baseline
         self.decay = decay
         # The moving average and how many batches it has seen: the first batch initializes it

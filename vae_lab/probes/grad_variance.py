@@ -41,7 +41,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -49,6 +48,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from vae_lab.errors import check, positive_int
+from vae_lab.seeds import derived_seed
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +130,6 @@ def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
         group = next((g for g, tops in GROUPS.items() if top in tops), top)
         groups.setdefault(group, []).append(p)
     return {name: params for name, params in groups.items() if params}
-
-
-def _derived_seed(*words: int) -> int:
-    return int(np.random.SeedSequence([int(w) & 0xFFFFFFFF for w in words]).generate_state(1, np.uint32)[0])
 
 
 def _seed(device: torch.device, seed: int) -> None:
@@ -265,7 +261,7 @@ class GradientVarianceProbe(pl.Callback):
                     len(rows),
                 )
             # a CPU generator on purpose, whatever the model's device: the same rows on every machine
-            generator = torch.Generator(device="cpu").manual_seed(_derived_seed(self.seed, 1))
+            generator = torch.Generator(device="cpu").manual_seed(derived_seed(self.seed, 1))
             pick = torch.randperm(len(rows), generator=generator, device=generator.device)
             self._batch = rows[pick[: self.batch_size].sort().values.to(rows.device)].clone()
         x = self._batch.to(pl_module.device)
@@ -324,7 +320,7 @@ class GradientVarianceProbe(pl.Callback):
         """The gradient moments of one measurement, ``{suffix: {group: GradientMoments}}``: suffix ``""``
         for the run's estimator, ``"/<name>"`` for each comparison estimator. The draws of estimator number
         ``index`` (0 the run's own, then the comparison estimators in order) follow a seeding of torch's
-        generator with ``_derived_seed(seed, step, index)``."""
+        generator with ``derived_seed(seed, step, index)``."""
         x = self._probe_batch(trainer, pl_module, batch)
         groups = parameter_groups(pl_module)
         step = trainer.global_step
@@ -333,11 +329,11 @@ class GradientVarianceProbe(pl.Callback):
         with _isolated(pl_module, torch.device(pl_module.device)):
             loss_fn = self._loss_fn(trainer, pl_module, x)
             own.eval()
-            _seed(pl_module.device, _derived_seed(self.seed, step, 0))
+            _seed(pl_module.device, derived_seed(self.seed, step, 0))
             out[""] = gradient_moments(loss_fn, groups, self.n_estimates)
             for index, name in enumerate(list(self._estimators), start=1):
                 estimator, initial = self._estimators[name]
-                _seed(pl_module.device, _derived_seed(self.seed, step, index))
+                _seed(pl_module.device, derived_seed(self.seed, step, index))
                 try:
                     with _swapped_estimator(pl_module, estimator):
                         self._prepare(estimator, initial, own, pl_module, x)

@@ -48,7 +48,8 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent
 
 from vae_lab.errors import check, positive_int
-from vae_lab.probes.grad_variance import _derived_seed, _isolated, _seed
+from vae_lab.probes.grad_variance import _isolated, _seed
+from vae_lab.seeds import derived_seed
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class _ImageCallback(pl.Callback):
         self.enabled = enabled
         self.every_n_epochs = positive_int("every_n_epochs", every_n_epochs)
         self.seed = seed
-        self._stream_seed = _derived_seed(seed, self._salt)
+        self._stream_seed = derived_seed(seed, self._salt)
         self._last_epoch: int | None = None
         self._said: set[str] = set()
         self.seconds = 0.0
@@ -280,7 +281,7 @@ class ReconstructionImages(_ImageCallback):
             if rows is None:
                 return None
             # a CPU generator on purpose, whatever the model's device: the same rows on every machine
-            generator = torch.Generator(device="cpu").manual_seed(_derived_seed(self.seed, self._salt, 1))
+            generator = torch.Generator(device="cpu").manual_seed(derived_seed(self.seed, self._salt, 1))
             pick = torch.randperm(len(rows), generator=generator, device=generator.device)
             self._inputs = rows[pick[: self.n_images].sort().values.to(rows.device)].detach().cpu().clone()
         return self._inputs
