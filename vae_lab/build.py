@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab import checkpoint
 from vae_lab.errors import ConfigError, check, one_line
+from vae_lab.launchers import ray_threads
 
 #: config groups composed into the model; the VAE names them in its errors (``estimator``: unsupported
 #: for this posterior), which users fix by choosing another option (``estimator=implicit``)
@@ -106,7 +107,8 @@ def _source_key(cfg: DictConfig, where: str, key: str) -> str:
 
 def set_threads(threads: int | None) -> None:
     """Set torch's intra-op threads: ``threads`` (None: all cores), and in a joblib sweep at most
-    cpu_count / n_jobs, so parallel jobs share the cores instead of oversubscribing them."""
+    cpu_count / n_jobs, so parallel jobs share the cores instead of oversubscribing them; a Ray job runs
+    as many threads as the CPUs Ray assigned it (``hydra.launcher.ray.remote.num_cpus``)."""
     from hydra.core.hydra_config import HydraConfig
 
     cpus = os.cpu_count() or 1
@@ -124,4 +126,5 @@ def set_threads(threads: int | None) -> None:
             limit = min(limit, max(1, cpus // (cpus if n_jobs < 0 else max(1, n_jobs))))
     except ValueError:  # not inside a Hydra job
         pass
+    limit = ray_threads(limit)  # a Ray job: as many threads as the CPUs Ray assigned it
     torch.set_num_threads(limit)

@@ -84,11 +84,6 @@ def test_a_ray_job_knows_the_cpus_ray_assigned_it(local_ray):
     assert (ray_job_cpus(), ray_threads(3)) == (None, 3)  # the driver is no Ray task
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending: vae_lab.build.set_threads must end with `limit = ray_threads(limit)` "
-    "(from vae_lab.launchers); remove this mark with that line",
-)
 def test_a_ray_job_runs_as_many_torch_threads_as_cpus_ray_assigned_it(local_ray):
     @local_ray.remote(num_cpus=2)
     def job_threads():

@@ -30,3 +30,12 @@ def test_failed_jobs_are_named_and_the_command_exits_1(tmp_path, capsys):
         SweepStatus().on_multirun_end(config)
     assert info.value.code == 1
     assert capsys.readouterr().err.startswith("3 of 4 jobs failed: 1 (failed), 2 (unreadable), 3 (running);")
+
+
+def test_a_sweep_whose_jobs_wrote_nothing_here_is_a_failure(tmp_path, capsys):
+    """Jobs that wrote elsewhere (a relative sweep dir on a Ray cluster's workers) are not 'all 0 jobs
+    completed': the line says so and the command exits 1."""
+    with pytest.raises(SystemExit) as info:
+        SweepStatus().on_multirun_end(sweep(tmp_path, {}))
+    assert info.value.code == 1
+    assert capsys.readouterr().err.startswith(f"no job wrote a summary.json under {tmp_path};")

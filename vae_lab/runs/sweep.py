@@ -38,6 +38,14 @@ class SweepStatus(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         statuses = job_statuses(sweep_dir)
         failed = [f"{job} ({status})" for job, status in statuses.items() if status != Status.COMPLETED.value]
+        if not statuses:  # the jobs wrote elsewhere (a relative sweep dir on a Ray cluster's workers)
+            msg = (
+                f"no job wrote a summary.json under {sweep_dir}; on a cluster, give hydra.sweep.dir as an "
+                "absolute path that every node mounts"
+            )
+            log.info(msg)
+            print(msg, file=sys.stderr)
+            raise SystemExit(1)
         if failed:
             msg = f"{len(failed)} of {len(statuses)} jobs failed: {', '.join(failed)}; outputs in {sweep_dir}"
         else:
