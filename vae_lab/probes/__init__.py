@@ -6,13 +6,8 @@ from vae_lab.probes.grad_variance import (
     gradient_moments,
     parameter_groups,
 )
-from vae_lab.probes.images import (
-    LatentGridImages,
-    PriorSampleImages,
-    ReconstructionImages,
-    marginal_quantiles,
-    tile_images,
-)
+from vae_lab.probes.images import PriorSampleImages, ReconstructionImages, tile_images
+from vae_lab.probes.latent_grid import LatentGridImages, marginal_quantiles
 
 __all__ = [
     "GradientMoments",

@@ -34,11 +34,9 @@ Gradients", NeurIPS 2018) compare between estimators; the per-parameter SNR view
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -48,99 +46,13 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from vae_lab.errors import check, positive_int
+from vae_lab.probes.moments import GradientMoments, gradient_moments, parameter_groups
+from vae_lab.probes.rng import isolated, seed_generators
 from vae_lab.seeds import derived_seed
 
 log = logging.getLogger(__name__)
 
-#: Parameter groups: group name -> the model's top-level submodules whose parameters it holds.
-#: Parameters of any other top-level submodule form a group named after that submodule.
-GROUPS: dict[str, tuple[str, ...]] = {
-    "encoder": ("encoder", "posterior"),
-    "decoder": ("decoder", "likelihood"),
-    "prior": ("prior",),
-}
 
-
-# -- the statistics --------------------------------------------------------------------------------
-@dataclass
-class GradientMoments:
-    """Per-coordinate sample mean and unbiased sample variance (float64) of ``n`` gradient estimates."""
-
-    mean: Tensor
-    var: Tensor
-    n: int
-
-    @property
-    def variance(self) -> float:
-        """Per-coordinate variance averaged over the coordinates: (1/P) sum_j s_j^2."""
-        return float(self.var.mean()) if self.var.numel() else math.nan
-
-    @property
-    def snr(self) -> float:
-        """sqrt(max(||mean||^2 - sum_j s_j^2 / n, 0) / sum_j s_j^2): see the module docstring."""
-        total = float(self.var.sum())
-        signal = max(float(self.mean.square().sum()) - total / self.n, 0.0)
-        if total > 0:
-            return math.sqrt(signal / total)
-        return math.inf if signal > 0 else math.nan
-
-
-def gradient_moments(
-    loss_fn: Callable[[], Tensor],
-    params_by_group: Mapping[str, Sequence[Tensor]],
-    n_estimates: int,
-) -> dict[str, GradientMoments]:
-    """Mean and variance of ``n_estimates`` independent gradients of ``loss_fn()``, per group of parameters.
-
-    ``loss_fn`` is called once per estimate and must draw fresh random numbers each time. Gradients are
-    taken with :func:`torch.autograd.grad`, so no ``.grad`` attribute is read or written; parameters
-    that the loss does not reach count as zero gradients. The moments are accumulated in float64 with
-    Welford's update, so memory is two vectors per group whatever ``n_estimates`` is.
-    """
-    positive_int("n_estimates", n_estimates)
-    check(n_estimates >= 2, "n_estimates", "at least 2 (a variance needs two estimates)", n_estimates)
-    names = [name for name, group in params_by_group.items() if len(group) > 0]
-    params = [p for name in names for p in params_by_group[name]]
-    sizes = [len(params_by_group[name]) for name in names]
-    means: dict[str, Tensor] = {}
-    m2s: dict[str, Tensor] = {}
-    with torch.enable_grad():
-        for m in range(1, n_estimates + 1):
-            grads = torch.autograd.grad(loss_fn(), params, allow_unused=True, materialize_grads=True)
-            start = 0
-            for name, size in zip(names, sizes, strict=True):
-                g = torch.cat([t.detach().reshape(-1) for t in grads[start : start + size]]).double()
-                start += size
-                if m == 1:
-                    means[name], m2s[name] = g.clone(), torch.zeros_like(g)
-                else:
-                    delta = g - means[name]
-                    means[name] += delta / m
-                    m2s[name] += delta * (g - means[name])
-    return {name: GradientMoments(means[name], m2s[name] / (n_estimates - 1), n_estimates) for name in names}
-
-
-def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
-    """The model's trainable parameters by group (:data:`GROUPS`, in that order, then any others)."""
-    groups: dict[str, list[nn.Parameter]] = {name: [] for name in GROUPS}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        top = name.split(".", 1)[0]
-        group = next((g for g, tops in GROUPS.items() if top in tops), top)
-        groups.setdefault(group, []).append(p)
-    return {name: params for name, params in groups.items() if params}
-
-
-def _seed(device: torch.device, seed: int) -> None:
-    """Seed the generators the model draws from: the CPU one and, on a GPU, that device's only."""
-    torch.default_generator.manual_seed(seed)
-    if torch.device(device).type == "cuda":
-        with torch.cuda.device(device):
-            torch.cuda.manual_seed(seed)
-
-
-# -- the callback ----------------------------------------------------------------------------------
 class GradientVarianceProbe(pl.Callback):
     """Log the variance and SNR of the training gradient, per parameter group, during training.
 
@@ -326,14 +238,14 @@ class GradientVarianceProbe(pl.Callback):
         step = trainer.global_step
         out: dict[str, dict[str, GradientMoments]] = {}
         own = pl_module.estimator
-        with _isolated(pl_module, torch.device(pl_module.device)):
+        with isolated(pl_module, torch.device(pl_module.device)):
             loss_fn = self._loss_fn(trainer, pl_module, x)
             own.eval()
-            _seed(pl_module.device, derived_seed(self.seed, step, 0))
+            seed_generators(pl_module.device, derived_seed(self.seed, step, 0))
             out[""] = gradient_moments(loss_fn, groups, self.n_estimates)
             for index, name in enumerate(list(self._estimators), start=1):
                 estimator, initial = self._estimators[name]
-                _seed(pl_module.device, derived_seed(self.seed, step, index))
+                seed_generators(pl_module.device, derived_seed(self.seed, step, index))
                 try:
                     with _swapped_estimator(pl_module, estimator):
                         self._prepare(estimator, initial, own, pl_module, x)
@@ -403,24 +315,3 @@ def _swapped_estimator(pl_module: nn.Module, estimator: nn.Module) -> Iterator[N
         yield
     finally:
         pl_module.estimator = own
-
-
-@contextmanager
-def _isolated(pl_module: nn.Module, device: torch.device) -> Iterator[None]:
-    """Restore, on exit, torch's global random state (CPU and the model's CUDA device), every buffer of
-    the model and the training mode of every submodule."""
-    cpu_state = torch.get_rng_state()
-    cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    buffers = [(b, b.detach().clone()) for b in pl_module.buffers()]
-    modes = [(m, m.training) for m in pl_module.modules()]
-    try:
-        yield
-    finally:
-        torch.set_rng_state(cpu_state)
-        if cuda_state is not None:
-            torch.cuda.set_rng_state(cuda_state, device)
-        with torch.no_grad():
-            for b, saved in buffers:
-                b.copy_(saved)
-        for m, training in modes:
-            m.training = training
