@@ -10,8 +10,11 @@ it after a signal) travels in the task object (:class:`TrainTask`), not in modul
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -28,7 +31,9 @@ from vae_lab.errors import ConfigError
 from vae_lab.preflight import override_values as _override_values
 from vae_lab.preflight import preflight as _preflight
 from vae_lab.runs.command import ContinueCommand, resolve_resume
+from vae_lab.runs.console import job_line
 from vae_lab.runs.locate import KEY as RESUME_KEY
+from vae_lab.runs.sweep import job_statuses
 
 log = logging.getLogger("vae_lab.cli")
 
@@ -153,11 +158,36 @@ def _run_train(args: list[str]) -> int:
         hydra_args = [*flags, *overrides, *resumed.args]
     task = TrainTask(ContinueCommand(tuple(args), tuple(overrides), multirun))
     try:
+        if multirun:
+            return _run_sweep(task, ["vae-lab train", *hydra_args])
         # a sweep with failed jobs ends with SystemExit(1) from vae_lab.runs.sweep.SweepStatus
         return _invoke_hydra(task, ["vae-lab train", *hydra_args])
     except KeyboardInterrupt:  # Ctrl-C before a job had its own handlers (torch still importing)
         print("vae-lab train: interrupted while starting a job", file=sys.stderr)
         return 128 + signal.SIGINT
+
+
+def _run_sweep(task: TrainTask, argv: list[str]) -> int:
+    """A sweep that SIGINT or SIGTERM stops as a whole, also with jobs in other processes
+    (:mod:`vae_lab.runs.sweep_stop`): the main process waits for every job to stop with a checkpoint,
+    then prints one line with the command that continues the sweep."""
+    from vae_lab.runs import sweep_stop
+
+    with sweep_stop.SweepStop() as stop:
+        code = _invoke_hydra(task, argv)
+        signum, sweep_dir = stop.received, sweep_stop.stopped_sweep_dir()
+    if signum is None or sweep_dir is None:  # no stop, or jobs in this process, which reported it
+        return code
+    statuses = list(job_statuses(sweep_dir).values())
+    counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(sorted(statuses)))
+    command = " ".join(shlex.quote(a) for a in task.continue_command.for_sweep(sweep_dir))
+    name = signal.Signals(signum).name
+    print(
+        f"vae-lab train: sweep stopped by {name} ({counts or 'no job started'}); continue with: {command}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 128 + signum
 
 
 def _invoke_hydra(task: Callable[[DictConfig], Any], argv: list[str], config_name: str = "train") -> int:
@@ -184,18 +214,35 @@ class TrainTask:
     continue_command: ContinueCommand
 
     def __call__(self, cfg: DictConfig) -> float:
+        from vae_lab.runs import sweep_stop
+
+        if HydraConfig.get().mode == RunMode.MULTIRUN and sweep_stop.in_worker():
+            return _sweep_job(self, cfg)
+        return self.run(cfg)
+
+    def run(self, cfg: DictConfig) -> float:
+        from vae_lab.runs import sweep_stop
         from vae_lab.runs.signals import Interrupted
         from vae_lab.train import train
 
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         try:
+            if multirun:  # one line per job (job_line) instead of train's own
+                with contextlib.redirect_stdout(io.StringIO()) as printed:
+                    best = train(cfg)
+                log.info(printed.getvalue().strip())
+                print(job_line(Path(cfg.paths.output_dir)), flush=True)
+                return best
             return train(cfg)
         except Interrupted as stop:  # a sweep stops too: the signal was meant for all of it
+            if multirun and sweep_stop.in_worker():
+                raise  # _sweep_job reports it
             command = self.continue_command.for_run(stop.run_dir) if multirun or not stop.completed else None
             print(f"vae-lab train: {stop.message(command)}", file=sys.stderr)
             sys.exit(stop.exit_code)
         except Exception as err:  # noqa: BLE001 - reported as one line; the traceback is in train.log
             if multirun:  # the sweep goes on; SweepStatus counts the failure
+                print(job_line(Path(cfg.paths.output_dir)), file=sys.stderr, flush=True)
                 return math.nan
             where = Path(cfg.paths.output_dir) / "train.log"
             if isinstance(err, ConfigError):
@@ -204,6 +251,27 @@ class TrainTask:
             text = f"{type(err).__name__}: {err} (traceback in {where})"
             print(f"vae-lab train: error: {text}", file=sys.stderr)
             sys.exit(1)
+
+
+def _sweep_job(task: TrainTask, cfg: DictConfig) -> float:
+    """A job of a sweep in a worker process (joblib, submitit_local, Ray): it stops when the sweep is
+    stopped or its main process dies (:mod:`vae_lab.runs.sweep_stop`), and an interrupted job returns
+    to the launcher (NaN) after its line, so that the main process can wait for every job."""
+    from vae_lab.runs import sweep_stop
+    from vae_lab.runs.signals import Interrupted
+
+    if sweep_stop.stop_requested() is not None:  # left for resume=true, which starts it afresh
+        print(
+            f"vae-lab train: job {HydraConfig.get().job.num} not started: the sweep is stopping", flush=True
+        )
+        return math.nan
+    with sweep_stop.JobWatch():
+        try:
+            return task.run(cfg)
+        except Interrupted as stop:
+            sweep_stop.request_stop(stop.signum)
+            print(job_line(stop.run_dir), file=sys.stderr, flush=True)
+            return math.nan
 
 
 # -- eval ----------------------------------------------------------------------------------------

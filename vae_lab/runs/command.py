@@ -65,12 +65,16 @@ class ContinueCommand:
     multirun: bool = False
 
     def for_run(self, run_dir: Path) -> list[str]:
+        return self.for_sweep(_sweep_dir(run_dir)) if self.multirun else self.for_sweep(None)
+
+    def for_sweep(self, sweep_dir: Path | None) -> list[str]:
+        """The command that continues the sweep in ``sweep_dir`` (a single run: None)."""
         value = override_value(list(self.overrides), KEY)
         if value not in (None, False, True):
             return ["vae-lab", "train", *self.args]
         args = without_resume(self.args)
         if self.multirun and override_value(list(self.overrides), "hydra.sweep.dir") is None:
-            args.append(f"hydra.sweep.dir={hydra_value(_sweep_dir(run_dir))}")
+            args.append(f"hydra.sweep.dir={hydra_value(sweep_dir)}")
         return ["vae-lab", "train", *args, f"{KEY}=true"]
 
 

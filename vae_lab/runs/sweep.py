@@ -12,6 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from vae_lab.runs.summary import SUMMARY, Status, SummaryError, read_summary
+from vae_lab.runs.sweep_stop import record_sweep_dir, stop_requested
 
 log = logging.getLogger("vae_lab.runs")
 
@@ -36,6 +37,10 @@ class SweepStatus(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        signum = stop_requested()
+        if signum is not None:  # stopped by a signal: the CLI's last line says how to continue
+            record_sweep_dir(sweep_dir)
+            raise SystemExit(128 + signum)
         statuses = job_statuses(sweep_dir)
         failed = [f"{job} ({status})" for job, status in statuses.items() if status != Status.COMPLETED.value]
         if not statuses:  # the jobs wrote elsewhere (a relative sweep dir on a Ray cluster's workers)
@@ -50,7 +55,6 @@ class SweepStatus(Callback):
             msg = f"{len(failed)} of {len(statuses)} jobs failed: {', '.join(failed)}; outputs in {sweep_dir}"
         else:
             msg = f"all {len(statuses)} jobs completed; outputs in {sweep_dir}"
-        log.info(msg)
         print(msg, file=sys.stderr if failed else sys.stdout)
         if failed:
             raise SystemExit(1)

@@ -1,0 +1,175 @@
+"""A sweep's terminal output (one line per finished job) and stopping a sweep whose jobs run in other
+processes (vae_lab/runs/sweep_stop.py): SIGTERM to the main process, or its sudden death, stops every job
+with a checkpoint, leaves no process behind, and the sweep resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import VAE_LAB, run_cli
+
+HELPERS = str(Path(__file__).parents[1] / "resume_helpers")
+ENV = {"PYTHONPATH": HELPERS + os.pathsep + os.environ.get("PYTHONPATH", "")}
+JOB_LINE = re.compile(r"^vae-lab train: completed; best val/elbo -\d+\.\d{4}; [\d.:]+( s)?; outputs in (.+)$")
+# 20 epochs of 7 steps, each step at least 50 ms long: a job trains for several seconds whatever the load
+SLOW = [
+    "model.latent_dim=2",
+    "data.batch_size=200",
+    "trainer.max_epochs=20",
+    "test=false",
+    "callbacks.grad_variance.every_n_steps=50",
+    "+callbacks.slow._target_=slow_steps.SlowSteps",
+    "+callbacks.slow.seconds=0.05",
+]
+
+
+def summaries(sweep_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))}
+
+
+def test_a_multirun_prints_one_line_per_job_and_logs_progress_to_train_log(cli):
+    proc = cli("train", "-m", "hydra/launcher=joblib", "seed=0,1", "+debug=fast", "test=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.strip().splitlines() if "[HYDRA]" not in line]  # the job list
+    jobs = [JOB_LINE.match(line) for line in lines[:-1]]
+    assert all(jobs) and len(jobs) == 2, proc.stdout
+    assert sorted(Path(m.group(2)).name for m in jobs) == ["0", "1"]
+    assert lines[-1].startswith("all 2 jobs completed; outputs in ")
+    assert "it/s" not in proc.stdout + proc.stderr and "Epoch" not in proc.stdout  # no progress bars
+    (sweep_dir,) = cli.cwd.glob("outputs/multirun/*/*")
+    for job in "01":
+        log = (sweep_dir / job / "train.log").read_text()
+        assert "[vae_lab.progress][INFO] - validated: epoch 0, step 5" in log
+        assert "litlogger" not in log and "Tip:" not in log
+    assert "litlogger" not in proc.stdout + proc.stderr
+
+
+def test_a_single_run_keeps_its_progress_bar_without_advertisements(cli):
+    proc = cli("train", "+debug=fast", "test=false", "callbacks.progress_bar.refresh_rate=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Epoch 0: 100%" in proc.stdout  # Lightning draws its bar on stdout
+    (run_dir,) = cli.cwd.glob("outputs/*/*/summary.json")
+    everything = proc.stdout + proc.stderr + (run_dir.parent / "train.log").read_text()
+    assert "litlogger" not in everything and "Tip:" not in everything
+
+
+def _session_processes(sid: int) -> list[int]:
+    """The processes (not zombies) of session ``sid``."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields: state, ppid, pgrp, session, ...
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _training(sweep_dir: Path, jobs: str) -> bool:
+    return all(
+        (sweep_dir / job / "metrics.csv").is_file()
+        and len((sweep_dir / job / "metrics.csv").read_text().splitlines()) > 2
+        for job in jobs
+    )
+
+
+def _stop_a_sweep(tmp_path: Path, launcher: str, signum: int) -> tuple[subprocess.Popen, Path, str, str]:
+    """Start a 2-job sweep of slow jobs, send ``signum`` to its main process once both jobs train, and
+    wait for every process of the sweep to end. Returns the process, the sweep dir, stdout and stderr."""
+    sweep_dir = tmp_path / "sweep"
+    args = [
+        VAE_LAB,
+        "train",
+        "-m",
+        f"hydra/launcher={launcher}",
+        "seed=0,1",
+        *SLOW,
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **ENV}
+    proc = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _wait_for(lambda: _training(sweep_dir, "01") or proc.poll() is not None, 240, "both jobs to train")
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        os.kill(proc.pid, signum)
+        out, err = proc.communicate(timeout=120)
+        _wait_for(lambda: not _session_processes(proc.pid), 60, "the sweep's processes to end")
+        return proc, sweep_dir, out, err
+    finally:
+        if _session_processes(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_sigterm_to_the_main_process_stops_every_job_with_a_checkpoint_and_the_sweep_resumes(
+    tmp_path, launcher
+):
+    proc, sweep_dir, out, err = _stop_a_sweep(tmp_path, launcher, signal.SIGTERM)
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in err
+    jobs = summaries(sweep_dir)
+    assert sorted(jobs) == ["0", "1"]
+    for job, result in jobs.items():
+        assert result["status"] == "interrupted", (job, result)
+        assert 0 < result["steps"] < 140
+        assert Path(result["checkpoint"]).name == "on_exception.ckpt"
+        assert Path(result["checkpoint"]).is_file()
+    last = err.strip().splitlines()[-1]
+    prefix = "vae-lab train: sweep stopped by SIGTERM (2 interrupted); continue with: vae-lab train -m "
+    assert last.startswith(prefix), err[-3000:]
+    assert last.endswith(" resume=true")
+
+    resumed = run_cli(
+        [
+            "train",
+            "-m",
+            f"hydra/launcher={launcher}",
+            "seed=0,1",
+            *SLOW,
+            f"hydra.sweep.dir={sweep_dir}",
+            "resume=true",
+        ],
+        tmp_path,
+        env=ENV,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for job, result in summaries(sweep_dir).items():
+        assert result["status"] == "completed", (job, result)
+        assert result["steps"] == 140
+        assert result["resumed_from"].endswith("on_exception.ckpt")
+
+
+def test_jobs_stop_cleanly_when_the_main_process_dies(tmp_path):
+    proc, sweep_dir, out, err = _stop_a_sweep(tmp_path, "joblib", signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    jobs = summaries(sweep_dir)
+    assert sorted(jobs) == ["0", "1"]
+    for job, result in jobs.items():
+        assert result["status"] == "interrupted", (job, result)
+        assert Path(result["checkpoint"]).is_file()
