@@ -13,6 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab.config import CONF_DIR, group_options
 from vae_lab.errors import one_line
+from vae_lab.settings_check import check_settings
 
 #: groups composed into the model's config: ``posterior=vonmises`` still selects an option, but its
 #: settings are ``model.posterior.*`` (``posterior.min_concentration=...`` is an old form)
@@ -99,7 +100,11 @@ def preflight(overrides: list[str], config_name: str = "train") -> str | None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for combo in itertools.product(*choices):
             try:
-                compose(config_name=config_name, overrides=[c for c in combo if c])
+                cfg = compose(
+                    config_name=config_name, overrides=[c for c in combo if c], return_hydra_config=True
+                )
             except (HydraException, OmegaConfBaseException, ValueError) as err:
                 return one_line(err)
+            if config_name == "train" and (error := check_settings(cfg)):
+                return error
     return None
