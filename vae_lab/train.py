@@ -26,12 +26,14 @@ from omegaconf import DictConfig, OmegaConf
 
 import vae_lab.config  # noqa: F401  (registers the resolvers a job needs, also in launcher workers)
 from vae_lab.build import build, configure_torch, instantiate_key
+from vae_lab.distributed import global_rank
 from vae_lab.errors import check
 from vae_lab.eval import score
 from vae_lab.runs.checkpoints import ResumePoint, stopped
 from vae_lab.runs.locate import completed_run
 from vae_lab.runs.signals import Interrupted, StopSignals
-from vae_lab.runs.summary import OPTIMIZED_METRIC, Summary, task_overrides
+from vae_lab.runs.summary import OPTIMIZED_METRIC, Status, Summary, task_overrides
+from vae_lab.seeds import derived_seed
 
 log = logging.getLogger("vae_lab.train")
 
@@ -67,7 +69,10 @@ def train(cfg: DictConfig) -> float:
         print(f"vae-lab train: completed already; best val/elbo {best:.4f}; outputs in {run_dir}")
         return best
     started = time.time()
-    summary = Summary.start(run_dir, task_overrides())
+    rank = global_rank()  # DDP: only rank 0 writes to the run directory
+    summary = (
+        Summary.start(run_dir, task_overrides()) if rank == 0 else _Unwritten(Status.RUNNING, str(run_dir))
+    )
     trainer: pl.Trainer | None = None
     callbacks: list[Any] = []
     start = ResumePoint()
@@ -76,17 +81,21 @@ def train(cfg: DictConfig) -> float:
             configure_torch(cfg)
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
             datamodule, model = build(cfg)
+            if rank:  # DDP: rank 0's initial weights are broadcast; each rank draws its own latent samples
+                torch.manual_seed(derived_seed(cfg.seed, rank))
             callbacks = [instantiate_key(cfg, f"callbacks.{name}") for name in cfg.callbacks]
             start = ResumePoint.find(callbacks, resuming)
             loggers = [
                 instantiate_key(cfg, f"logger.{name}", **start.logger_kwargs(cfg.logger[name]))
                 for name in cfg.logger
             ]
-            start.trim_logs(loggers, run_dir)
+            if rank == 0:
+                start.trim_logs(loggers, run_dir)
             trainer = instantiate_key(
                 cfg, "trainer", logger=loggers, callbacks=callbacks, precision=f"{cfg.precision}-true"
             )
-            _log_hparams(loggers, _flat_hparams(cfg))
+            if rank == 0:
+                _log_hparams(loggers, _flat_hparams(cfg))
             if start.checkpoint is not None:
                 summary.resumed_from = str(start.checkpoint)
                 log.info("resuming from %s (step %d)", start.checkpoint, start.step)
@@ -106,7 +115,10 @@ def train(cfg: DictConfig) -> float:
                 duration_s=round(time.time() - started, 3),
             )
             log.info("outputs in %s", run_dir)
-            print(f"vae-lab train: {summary.status.value}; best val/elbo {best:.4f}; outputs in {run_dir}")
+            if rank == 0:
+                print(
+                    f"vae-lab train: {summary.status.value}; best val/elbo {best:.4f}; outputs in {run_dir}"
+                )
             if stops.received is not None:  # too late to stop this job, but a sweep stops here
                 raise Interrupted(stops.received, trainer.global_step, run_dir, completed=True)
             return best
@@ -128,6 +140,13 @@ def train(cfg: DictConfig) -> float:
             )
             log.info("run interrupted: %s\n%s", interrupted, traceback.format_exc())
             raise interrupted from err
+
+
+class _Unwritten(Summary):
+    """The summary of a DDP rank other than 0: kept in memory, never written."""
+
+    def write(self) -> None:
+        pass
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

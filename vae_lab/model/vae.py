@@ -259,7 +259,7 @@ class VAE(pl.LightningModule):
         self._log_terms(split, terms, x.shape[0])
         self._update_perplexity(split, x, terms["elbo"])
         nll = -self.iw_log_likelihood(x).mean()
-        self.log(f"{split}/nll", nll, batch_size=x.shape[0], on_epoch=True)
+        self.log(f"{split}/nll", nll, batch_size=x.shape[0], on_epoch=True, sync_dist=True)
 
     def on_validation_epoch_start(self) -> None:
         self._perplexity_sums.pop("val", None)
@@ -307,6 +307,7 @@ class VAE(pl.LightningModule):
                 on_step=on_step,
                 on_epoch=not on_step,
                 prog_bar=name == "elbo",
+                sync_dist=not on_step,  # DDP: epoch metrics averaged over the ranks
             )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
