@@ -61,14 +61,18 @@ def test_ddp_interrupted_and_resumed(tmp_path):
 
 
 def test_ddp_sweep_job(tmp_path):
+    probe = ["callbacks.grad_variance.every_n_steps=2"]  # the probe runs on rank 0 alone, without deadlock
     result = run_cli(
-        ["train", "-m", *FAST, *DDP, "seed=0", "hydra.sweep.dir=outputs/sweep"], tmp_path, timeout=240
+        ["train", "-m", *FAST, *DDP, *probe, "seed=0", "hydra.sweep.dir=outputs/sweep"], tmp_path, timeout=240
     )
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = [p.parent for p in (tmp_path / "outputs" / "sweep").glob("*/summary.json")]
     assert len(jobs) == 1, jobs
     assert summary(jobs[0])["status"] == "completed"
     assert_rank_zero_only(jobs[0])
+    header = (jobs[0] / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "grad/var/encoder" in header and "grad/var/decoder" in header
+    assert list((jobs[0] / "tensorboard").rglob("events.out.tfevents.*"))  # images from rank 0
 
 
 def test_ddp_rank_that_fails_to_start_ends_the_run(tmp_path):
