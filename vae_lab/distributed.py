@@ -97,7 +97,10 @@ class _RankLauncher(_SubprocessScriptLauncher):
             self.procs.append(subprocess.Popen(rank_command(local_rank), env=child_env))
 
 
-KILL_AFTER_S = 15.0
+#: seconds a further rank has to exit after rank 0 stopped it. Rank 0 has written its interrupt checkpoint
+#: before it waits for the others; a further rank that Lightning's SIGTERM reaches after its own stop
+#: signal is left in a broadcast of Lightning's SIGTERM handler that rank 0 never joins.
+KILL_AFTER_S = 5.0
 
 
 def _kill_later(procs: list[subprocess.Popen]) -> None:
