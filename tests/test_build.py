@@ -35,8 +35,8 @@ def test_build_gives_the_data_module_and_the_vae_with_its_run_config():
         (["model.posterior.min_scale=-1"], "model.posterior.min_scale"),
         (["model.latent_dim=0"], "model.latent_dim"),  # posterior.latent_dim is ${model.latent_dim}
         (["prior=normal", "model.prior.scale=0"], "model.prior.scale"),
-        # a plain ValueError from a constructor: named by the node that raised it
-        (["estimator=score", "model.estimator.baseline=nonsense"], "model.estimator"),
+        # the estimator's own ConfigError (its argument's name), under the estimator's node
+        (["estimator=score", "model.estimator.baseline=nonsense"], "model.estimator.baseline"),
         (["posterior=dirichlet", "estimator=reparam"], "estimator"),  # a choice: estimator=...
     ],
 )

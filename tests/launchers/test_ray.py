@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-RAY_START_TIMEOUT_S = 180  # a local instance starts in about 8 s on 2 busy cores
+RAY_START_TIMEOUT_S = 300  # a local instance starts in about 8 s on 2 busy cores
 
 
 def job_summaries(root) -> dict[str, dict]:
