@@ -14,6 +14,7 @@ import contextlib
 import io
 import logging
 import math
+import os
 import shlex
 import signal
 import sys
@@ -230,8 +231,10 @@ class TrainTask:
             if multirun:  # one line per job (job_line) instead of train's own
                 with contextlib.redirect_stdout(io.StringIO()) as printed:
                     best = train(cfg)
-                log.info(printed.getvalue().strip())
-                print(job_line(Path(cfg.paths.output_dir)), flush=True)
+                text = printed.getvalue().strip()
+                log.info(text)
+                skipped = "completed already" in text  # resume=true: that line says it all
+                print(text if skipped else job_line(Path(cfg.paths.output_dir)), flush=True)
                 return best
             return train(cfg)
         except Interrupted as stop:  # a sweep stops too: the signal was meant for all of it
@@ -265,12 +268,15 @@ def _sweep_job(task: TrainTask, cfg: DictConfig) -> float:
             f"vae-lab train: job {HydraConfig.get().job.num} not started: the sweep is stopping", flush=True
         )
         return math.nan
-    with sweep_stop.JobWatch():
+    with sweep_stop.JobWatch() as watch:
         try:
             return task.run(cfg)
         except Interrupted as stop:
             sweep_stop.request_stop(stop.signum)
             print(job_line(stop.run_dir), file=sys.stderr, flush=True)
+            if watch.orphaned:  # nobody to return to; the launcher's worker would linger
+                logging.shutdown()
+                os._exit(stop.exit_code)
             return math.nan
 
 

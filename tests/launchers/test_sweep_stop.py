@@ -76,7 +76,10 @@ def _session_processes(sid: int) -> list[int]:
 def _wait_for(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() > deadline:
+            ps = subprocess.run(["ps", "-eo", "pid,ppid,sid,stat,args"], capture_output=True, text=True)
+            ps = ps.stdout
+            raise AssertionError(f"timed out waiting for {what}; processes:\n{ps}")
         time.sleep(0.2)
 
 
@@ -115,8 +118,8 @@ def _stop_a_sweep(tmp_path: Path, launcher: str, signum: int) -> tuple[subproces
         _wait_for(lambda: _training(sweep_dir, "01") or proc.poll() is not None, 240, "both jobs to train")
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         os.kill(proc.pid, signum)
-        out, err = proc.communicate(timeout=120)
-        _wait_for(lambda: not _session_processes(proc.pid), 60, "the sweep's processes to end")
+        _wait_for(lambda: not _session_processes(proc.pid), 120, "the sweep's processes to end")
+        out, err = proc.communicate(timeout=30)
         return proc, sweep_dir, out, err
     finally:
         if _session_processes(proc.pid):

@@ -1,5 +1,5 @@
 """Stopping a whole sweep whose jobs run in other processes (joblib's loky workers, submitit_local's
-job processes, a local Ray instance's workers).
+job processes).
 
 The sweep's main process (the `vae-lab train -m` the user started) holds :class:`SweepStop` while Hydra
 runs the sweep. It tells the jobs two things through their environment: its process id
@@ -14,6 +14,10 @@ file too (:func:`request_stop`): a signal is meant for the whole sweep. Jobs tha
 after the stop do not train (:func:`stop_requested`) and leave no summary, so that ``resume=true``
 starts them afresh.
 
+With Ray (``hydra/launcher=ray``) the main process stops at once instead, as before: Ray ends the jobs
+(on an existing cluster they run on other machines, out of reach of the file), and ``resume=true``
+continues them from their ``last.ckpt``.
+
 A file rather than forwarding the signal: the main process does not know its launcher's workers (loky's
 and Ray's processes sit among helper processes that must not be signalled), and a file reaches them all.
 """
@@ -24,6 +28,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -137,6 +142,9 @@ class SweepStop:
             return
         log.debug("received %s: stopping every job of the sweep", signal.Signals(signum).name)
         request_stop(signum)
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():  # Ray's jobs may run on other machines: Ray ends them
+            raise KeyboardInterrupt
 
 
 class JobWatch:
@@ -152,10 +160,12 @@ class JobWatch:
     def __init__(self) -> None:
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pids: tuple[int | None, int] = (None, 0)
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> JobWatch:
         pid, parent = main_pid(), os.getppid()
+        self._pids = (pid, parent)
         if threading.current_thread() is threading.main_thread():
             for signum in SIGNALS:
                 self._previous[signum] = signal.signal(signum, signal.SIG_IGN)
@@ -171,6 +181,11 @@ class JobWatch:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
+
+    @property
+    def orphaned(self) -> bool:
+        """Whether the sweep's main process is gone (then the worker exits once its job has stopped)."""
+        return not _alive(*self._pids)
 
     def _watch(self, pid: int | None, parent: int) -> None:
         while not self._done.wait(self.POLL_S):
