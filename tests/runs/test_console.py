@@ -1,0 +1,65 @@
+"""A sweep's job line, the advertisement filter (vae_lab/runs/console.py) and the stop file
+(vae_lab/runs/sweep_stop.py), without training."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+
+from vae_lab.runs import sweep_stop
+from vae_lab.runs.console import DropTips, job_line
+
+
+def test_job_line_says_status_best_duration_and_directory(tmp_path):
+    summary = {
+        "status": "completed",
+        "run_dir": str(tmp_path),
+        "best": {"val/elbo": -41.08103},
+        "duration_s": 75.5,
+    }
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    assert (
+        job_line(tmp_path)
+        == f"vae-lab train: completed; best val/elbo -41.0810; 1:15.5; outputs in {tmp_path}"
+    )
+
+
+def test_job_line_of_an_interrupted_job_names_its_checkpoint(tmp_path):
+    summary = {
+        "status": "interrupted",
+        "run_dir": str(tmp_path),
+        "error": "SIGTERM",
+        "steps": 12,
+        "checkpoint": str(tmp_path / "checkpoints" / "on_exception.ckpt"),
+        "duration_s": 2.0,
+    }
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    assert job_line(tmp_path) == (
+        "vae-lab train: interrupted (SIGTERM) at step 12; resumes from on_exception.ckpt; 2.0 s; "
+        f"outputs in {tmp_path}"
+    )
+
+
+def test_lightning_tips_are_dropped_and_other_records_kept():
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord(
+            "pytorch_lightning.utilities.rank_zero", logging.INFO, "", 0, msg, None, None
+        )
+
+    tips = DropTips()
+    assert not tips.filter(record("💡 Tip: For seamless cloud logging ... try installing [litlogger](...)"))
+    assert not tips.filter(record("💡 Tip: For seamless cloud uploads ... [litmodels](...)"))
+    assert tips.filter(record("GPU available: False, used: False"))
+
+
+def test_the_stop_file_carries_the_signal_and_the_sweep_dir(tmp_path):
+    with sweep_stop.SweepStop() as stop:
+        assert os.environ[sweep_stop.PID_ENV] == str(os.getpid()) and not sweep_stop.in_worker()
+        assert stop.received is None
+        sweep_stop.request_stop(signal.SIGTERM)
+        sweep_stop.request_stop(signal.SIGINT)  # the first one stays
+        sweep_stop.record_sweep_dir(tmp_path)
+        assert stop.received == signal.SIGTERM and sweep_stop.stopped_sweep_dir() == tmp_path
+    assert sweep_stop.PID_ENV not in os.environ and sweep_stop.stop_requested() is None
