@@ -14,6 +14,7 @@ Lightning reads the ranks from the environment, and :func:`global_rank` tells th
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
@@ -73,7 +74,9 @@ class _RankLauncher(_SubprocessScriptLauncher):
         self.cluster_environment.validate_settings(num_devices=self.num_processes, num_nodes=self.num_nodes)
         if not self.cluster_environment.creates_processes_externally:
             self._call_children_scripts()
-            _RankObserver(self.procs, _run_dir()).start()
+            self._observer = _RankObserver(self.procs, _run_dir())
+            self._observer.start()
+            atexit.register(self._end_children)  # also when rank 0 fails before Lightning stops the others
         return function(*args, **kwargs)
 
     def kill(self, signum: Any) -> None:
@@ -82,6 +85,15 @@ class _RankLauncher(_SubprocessScriptLauncher):
         handles it takes part in saving the interrupt checkpoint meanwhile)."""
         super().kill(signum)
         threading.Thread(target=_kill_later, args=(list(self.procs),), daemon=True).start()
+
+    def _end_children(self) -> None:
+        """At rank 0's exit: a further rank still running 2 s later (e.g. one that never joined) is killed."""
+        self._observer.stopped = True
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
     def _call_children_scripts(self) -> None:
         self._check_can_spawn_children()
@@ -147,10 +159,13 @@ class _RankObserver(threading.Thread):
     def __init__(self, procs: list[subprocess.Popen], run_dir: Path, period_s: float = 1.0) -> None:
         super().__init__(daemon=True, name="vae-lab-rank-observer")
         self.procs, self.run_dir, self.period_s = procs, run_dir, period_s
+        self.stopped = False
 
     def run(self) -> None:
         while True:
             time.sleep(self.period_s)
+            if self.stopped:
+                return
             for rank, proc in enumerate(self.procs, start=1):
                 code = proc.poll()
                 if code is None or code == 0:
