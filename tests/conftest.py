@@ -80,3 +80,20 @@ def tiny_vae(**kwargs):
     args.setdefault("latent_dim", args["posterior"].latent_dim)
     torch.manual_seed(0)
     return VAE(**args)
+
+
+def quiet_trainer(**kwargs):
+    """A CPU Lightning Trainer that logs, checkpoints and prints nothing (for in-process test fits)."""
+    import pytorch_lightning as pl
+
+    return pl.Trainer(
+        **{
+            "accelerator": "cpu",
+            "logger": False,
+            "enable_checkpointing": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "num_sanity_val_steps": 0,
+            **kwargs,
+        }
+    )

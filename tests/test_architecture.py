@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import quiet_trainer
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from torch import Tensor
@@ -65,13 +66,6 @@ def test_the_new_family_trains():
     cfg = compose_train(["estimator=reparam", "model.latent_dim=2", "data.batch_size=100"])
     pl.seed_everything(0, verbose=False)
     datamodule, model = build(cfg)
-    trainer = pl.Trainer(
-        max_steps=5,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
+    trainer = quiet_trainer(max_steps=5, limit_val_batches=0)
     trainer.fit(model, datamodule=datamodule)
     assert trainer.global_step == 5

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import quiet_trainer
 from hydra import compose, initialize_config_dir
 
 from vae_lab.build import build
@@ -49,14 +50,7 @@ def test_pair_trains_and_improves_its_elbo(overrides):
     datamodule, model = build(cfg)
     datamodule.setup("fit")
     before = val_elbo(model, datamodule)
-    trainer = pl.Trainer(
-        max_epochs=4,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
+    trainer = quiet_trainer(max_epochs=4, limit_val_batches=0)
     trainer.fit(model, datamodule=datamodule)
     after = val_elbo(model, datamodule)
     # untrained: about -44 nats (64 pixels at log 2); a decoder that has learned the pixel marginals

@@ -9,6 +9,7 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import quiet_trainer
 from hydra import compose, initialize_config_dir
 from torch.distributions import Dirichlet, Multinomial
 
@@ -38,18 +39,6 @@ def lda(prior=None, estimator=None, posterior=None, **kwargs) -> VAE:
         optimizer=functools.partial(torch.optim.Adam, lr=1e-2),
         input_dim=V,
         latent_dim=K,
-        **kwargs,
-    )
-
-
-def quiet_trainer(**kwargs) -> pl.Trainer:
-    return pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
         **kwargs,
     )
 
