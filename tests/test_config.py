@@ -66,6 +66,10 @@ DEFAULT_CALLBACKS = [
     "reconstructions",
     "prior_samples",
     "latent_grid",
+    "denoising",
+    "latent_scatter",
+    "latent_projector",
+    "scalar_layout",
 ]
 #: options of the group that compose other files rather than hold a callback
 CALLBACK_SETS = {"default": DEFAULT_CALLBACKS, "lda": [*DEFAULT_CALLBACKS, "topic_words"]}

@@ -35,6 +35,8 @@ BAD = [
     ("data.batch_size=0", "data.batch_size=0 is not allowed; expected an integer >= 1"),
     ("data.eval_batch_size=x", "data.eval_batch_size='x' is not allowed"),
     ("data.threshold=0", "data.threshold=0 is not allowed"),
+    ("data.input_noise=1.0", "data.input_noise=1.0 is not allowed; expected a probability in [0, 1)"),
+    ("data.input_noise=-0.1", "data.input_noise=-0.1 is not allowed"),
     ("hydra/launcher=joblib hydra.launcher.n_jobs=0", "hydra.launcher.n_jobs=0 is not allowed"),
     (
         "hydra/launcher=submitit_slurm hydra.launcher.timeout_min=0",

@@ -77,6 +77,7 @@ RULES: dict[str, Rule] = {
     "data.threshold": int_at_least(1),
     "data.val_size": int_at_least(1),
     "data.test_size": int_at_least(1),
+    "data.input_noise": ((lambda x: _number(x) and 0 <= x < 1), "expected a probability in [0, 1)"),
     "hydra.launcher.n_jobs": (
         (lambda x: x is None or (_int(x) and x != 0)),
         "expected an integer other than 0",

@@ -159,14 +159,14 @@ def test_a_gaussian_run_logs_the_three_grids_and_is_unchanged_by_them(tmp_path):
     sizes = {"images/reconstructions": 73, "images/prior_samples": 73, "images/latent_grid": 15 * 9 + 1}
     for tag in TAGS:
         assert found[tag] == [(5, sizes[tag], sizes[tag]), (10, sizes[tag], sizes[tag])], tag
-    assert images(without) == {}
+    assert not [tag for tag in images(without) if tag.startswith("images/")]
     assert (with_images / "metrics.csv").read_bytes() == (without / "metrics.csv").read_bytes()
 
 
 def test_a_von_mises_run_logs_the_torus_grid(tmp_path):
     found = images(run(tmp_path, "vm", "posterior=vonmises", "model.latent_dim=2", "test=false"))
     assert found["images/latent_grid"] == [(5, 136, 136)]
-    assert set(found) == set(TAGS)
+    assert {tag for tag in found if tag.startswith("images/")} == set(TAGS)
 
 
 def test_the_latent_grid_is_left_out_for_latent_dim_other_than_2(tmp_path, caplog):

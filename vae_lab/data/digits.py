@@ -19,9 +19,15 @@ SPLIT_SEED = 0
 
 def load_digits_array() -> np.ndarray:
     """The 1,797 images of ``sklearn.datasets.load_digits`` as a (1797, 64) array of grey levels 0..16."""
+    return load_digits_arrays()[0]
+
+
+def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The images, as :func:`load_digits_array`, and their labels 0..9, a (1797,) array."""
     from sklearn.datasets import load_digits
 
-    return np.asarray(load_digits().data)
+    bunch = load_digits()
+    return np.asarray(bunch.data), np.asarray(bunch.target)
 
 
 class DigitsDataModule(InMemoryDataModule):
@@ -32,6 +38,7 @@ class DigitsDataModule(InMemoryDataModule):
     - Split: the 1,797 images in a fixed random order (``numpy.random.RandomState(0).permutation``,
       independent of the run's ``seed``); the first ``train`` = 1797 - val_size - test_size rows
       (1,397 by default) train, the next ``val_size`` (200) validate, the last ``test_size`` (200) test.
+    - Labels 0..9 (``labels(split)``), for the latent views only.
     - Offline and small: a whole run takes seconds on a CPU. Nothing is read from ``data_dir``
       (accepted so that every data config looks alike).
 
@@ -48,8 +55,9 @@ class DigitsDataModule(InMemoryDataModule):
         val_size: int = 200,
         test_size: int = 200,
         drop_last: bool = False,
+        input_noise: float = 0.0,
     ) -> None:
-        super().__init__(data_dir, batch_size, eval_batch_size, seed, drop_last)
+        super().__init__(data_dir, batch_size, eval_batch_size, seed, drop_last, input_noise)
         self.threshold = check_int("threshold", threshold, minimum=1, maximum=16)
         self.val_size = check_int("val_size", val_size, minimum=1, maximum=DIGITS_ROWS - 2)
         self.test_size = check_int("test_size", test_size, minimum=1, maximum=DIGITS_ROWS - 2)
@@ -66,9 +74,12 @@ class DigitsDataModule(InMemoryDataModule):
         self.train_size = DIGITS_ROWS - self.val_size - self.test_size
 
     def _load(self) -> tuple[Tensor, Tensor, Tensor]:
-        levels = load_digits_array()
+        levels, target = load_digits_arrays()
         x = torch.from_numpy((levels >= self.threshold).astype(np.float32))
         order = torch.from_numpy(np.random.RandomState(SPLIT_SEED).permutation(len(x)))
-        x = x[order]
+        x, y = x[order], torch.from_numpy(target.astype(np.int64))[order]
         n_train = len(x) - self.val_size - self.test_size
-        return x[:n_train], x[n_train : n_train + self.val_size], x[n_train + self.val_size :]
+        cuts = {"train": slice(0, n_train), "val": slice(n_train, n_train + self.val_size)}
+        cuts["test"] = slice(n_train + self.val_size, None)
+        self._split_labels = {split: y[cut] for split, cut in cuts.items()}
+        return x[cuts["train"]], x[cuts["val"]], x[cuts["test"]]

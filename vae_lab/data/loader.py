@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from vae_lab.data.download import resolve_data_dir
+from vae_lab.data.noise import InputNoise, check_noise
 from vae_lab.errors import ConfigError, check
 from vae_lab.seeds import derived_seed
 
@@ -223,6 +224,10 @@ class InMemoryDataModule(pl.LightningDataModule):
     validation and test tensors, each ``(rows, input_dim)`` float32. Training batches are shuffled
     with a generator seeded by ``seed``; evaluation batches come in a fixed order.
 
+    ``input_noise`` p > 0: :meth:`setup` hooks salt-and-pepper noise onto the model's encoder input (the
+    batches and the reconstruction target stay clean; :mod:`vae_lab.data.noise`). Class labels, where a
+    subclass keeps them in ``_split_labels``, serve the latent views only (:meth:`labels`).
+
     Under a trainer, :meth:`setup` puts the three tensors on the trainer's device
     (``trainer.strategy.root_device``: ``cuda:0`` with ``trainer=gpu``, each process's own GPU with DDP),
     once: on a GPU the batches are slices of device memory, with no host-to-device copy per step. Loaders
@@ -244,6 +249,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         eval_batch_size: int = 1000,
         seed: int = 0,
         drop_last: bool = False,
+        input_noise: float = 0.0,
     ) -> None:
         super().__init__()
         self.data_dir = resolve_data_dir(data_dir)
@@ -251,6 +257,9 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, minimum=1)
         self.seed = check_int("seed", seed)
         self.drop_last = check_bool("drop_last", drop_last)
+        self.input_noise = check_noise("input_noise", input_noise)
+        self._noise: InputNoise | None = None
+        self._split_labels: dict[str, Tensor] = {}
         self.train_data: Tensor | None = None
         self.val_data: Tensor | None = None
         self.test_data: Tensor | None = None
@@ -280,6 +289,17 @@ class InMemoryDataModule(pl.LightningDataModule):
         device = self._trainer_device()
         if device is not None:
             self.to_device(device)
+        model = getattr(getattr(self, "trainer", None), "lightning_module", None)
+        if self.input_noise > 0 and model is not None:  # DDP: each rank its own noise, as its own rows
+            self._noise = self._noise or InputNoise(
+                self.input_noise, derived_seed(self.seed, self._replicas()[1], 2)
+            )
+            self._noise.attach(model)
+
+    def labels(self, split: str) -> Tensor | None:
+        """The class labels (int64, CPU) of the rows of ``split`` ("train", "val", "test"), or None."""
+        self._ensure_loaded()
+        return self._split_labels.get(split)
 
     def _trainer_device(self) -> torch.device | None:
         strategy = getattr(getattr(self, "trainer", None), "strategy", None)

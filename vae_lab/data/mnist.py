@@ -206,6 +206,7 @@ class MNISTDataModule(InMemoryDataModule):
       binary images.
     - Validation / test: one fixed draw each, seeded by ``eval_binarization_seed`` (default 0), which
       is independent of the run seed, so evaluations compare across runs and seeds.
+    - Labels 0..9 (``labels(split)``), for the latent views only.
 
     Attributes: ``input_dim = 784``, ``image_shape = (28, 28)``, ``kind = "binary"``, ``train_size``.
     """
@@ -219,8 +220,9 @@ class MNISTDataModule(InMemoryDataModule):
         val_size: int = 10000,
         eval_binarization_seed: int = EVAL_BINARIZATION_SEED,
         drop_last: bool = False,
+        input_noise: float = 0.0,
     ) -> None:
-        super().__init__(data_dir, batch_size, eval_batch_size, seed, drop_last)
+        super().__init__(data_dir, batch_size, eval_batch_size, seed, drop_last, input_noise)
         self.val_size = check_int("val_size", val_size, minimum=1, maximum=59999)
         self.eval_binarization_seed = check_int("eval_binarization_seed", eval_binarization_seed)
         self.test_size = 10000
@@ -249,6 +251,8 @@ class MNISTDataModule(InMemoryDataModule):
         g_test = torch.Generator().manual_seed(derived_seed(self.eval_binarization_seed, 2))
         val = torch.bernoulli(grey_val, generator=g_val)
         test = torch.bernoulli(grey_test, generator=g_test)
+        y_train, y_test = (torch.from_numpy(arrays[k].astype(np.int64)) for k in ("y_train", "y_test"))
+        self._split_labels = {"train": y_train[:n_train], "val": y_train[n_train:], "test": y_test}
         return grey_train, val, test
 
     def _train_transform(self) -> Transform:
@@ -278,8 +282,9 @@ class BinarizedMNISTDataModule(InMemoryDataModule):
         eval_batch_size: int = 1000,
         seed: int = 0,
         drop_last: bool = False,
+        input_noise: float = 0.0,
     ) -> None:
-        super().__init__(data_dir, batch_size, eval_batch_size, seed, drop_last)
+        super().__init__(data_dir, batch_size, eval_batch_size, seed, drop_last, input_noise)
         self.input_dim = PIXELS
         self.image_shape = (28, 28)
         self.kind = "binary"

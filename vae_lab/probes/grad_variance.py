@@ -131,6 +131,11 @@ class GradientVarianceProbe(pl.Callback):
         self._batch: Tensor | None = None
         self._last_step = -1
 
+    @property
+    def compared(self) -> list[str]:
+        """The comparison estimators measured: ``compare`` less those skipped (after ``setup``) or dropped."""
+        return list(self._estimators) if self._estimators or not self.compare else []
+
     # setup ----------------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not self.enabled or stage != "fit" or self._estimators or not self.compare:

@@ -96,15 +96,23 @@ def interleave_rows(top: Tensor, bottom: Tensor, ncol: int, fill: float = 0.5) -
     """``top`` and ``bottom`` (N, ...) merged in the order of a grid whose rows alternate: ``ncol`` of
     ``top``, then the same ``ncol`` of ``bottom``, and so on; an incomplete last pair of rows is completed
     with blank images of value ``fill``. Returns (2 rows ncol, ...), rows = ceil(N / ncol)."""
-    check(top.shape == bottom.shape, "images", "two stacks of the same shape", (top.shape, bottom.shape))
-    n, cell = len(top), top.shape[1:]
+    return interleave_stacks([top, bottom], ncol, fill)
+
+
+def interleave_stacks(stacks: list[Tensor], ncol: int, fill: float = 0.5) -> Tensor:
+    """Several stacks (N, ...) merged in the order of a grid whose rows cycle through them: ``ncol`` of
+    the first, the same ``ncol`` of the second, ..., then the next ``ncol`` of the first; an incomplete last
+    round of rows is completed with blank images of value ``fill``. Returns (k rows ncol, ...), k stacks."""
+    shapes = [tuple(s.shape) for s in stacks]
+    check(len(set(shapes)) == 1, "images", "stacks of the same shape", shapes)
+    n, cell = len(stacks[0]), stacks[0].shape[1:]
     ncol = min(ncol, n)
     rows = math.ceil(n / ncol)
     if rows * ncol > n:
-        blank = top.new_full((rows * ncol - n, *cell), fill)
-        top, bottom = torch.cat([top, blank]), torch.cat([bottom, blank])
-    pairs = torch.stack([top.reshape(rows, ncol, *cell), bottom.reshape(rows, ncol, *cell)], 1)
-    return pairs.reshape(2 * rows * ncol, *cell)
+        blank = stacks[0].new_full((rows * ncol - n, *cell), fill)
+        stacks = [torch.cat([s, blank]) for s in stacks]
+    merged = torch.stack([s.reshape(rows, ncol, *cell) for s in stacks], 1)
+    return merged.reshape(len(stacks) * rows * ncol, *cell)
 
 
 def decoded_means(pl_module: pl.LightningModule, z: Tensor) -> Tensor:
@@ -293,11 +301,17 @@ class ReconstructionImages(_ImageCallback):
             self._say_once(trainer, self.tag, "%s: no validation data; not logged", self.tag)
             return None
         x = x.to(device=pl_module.device, dtype=pl_module.dtype)
+        stacks = [_as_images(rows, shape) for rows in self.rows(trainer, pl_module, x)]
+        return tile_images(interleave_stacks(stacks, self.ncol), min(self.ncol, len(x)))
+
+    def rows(self, trainer: pl.Trainer, pl_module: pl.LightningModule, x: Tensor) -> list[Tensor]:
+        """The stacks of the grid, (N, D) each, one row of each in turn: the inputs, their reconstructions."""
+        return [x.clamp(0.0, 1.0), self.reconstruct(pl_module, x)]
+
+    def reconstruct(self, pl_module: pl.LightningModule, x: Tensor) -> Tensor:
+        """E[x | z], z ~ q(z|x) (or its mean with ``use_mean``), for the rows of ``x``."""
         q = pl_module.q(x)
-        z = q.mean if self.use_mean else q.sample()
-        recon = decoded_means(pl_module, z)
-        pairs = interleave_rows(_as_images(x.clamp(0.0, 1.0), shape), _as_images(recon, shape), self.ncol)
-        return tile_images(pairs, min(self.ncol, len(x)))
+        return decoded_means(pl_module, q.mean if self.use_mean else q.sample())
 
 
 def _validation_rows(trainer: pl.Trainer, n: int) -> Tensor | None:

@@ -1,0 +1,83 @@
+r"""TensorBoard's CUSTOM SCALARS dashboard for a run: the curves that are compared, on one chart each.
+
+:class:`ScalarLayout` writes one layout (``SummaryWriter.add_custom_scalars``) at the start of fit:
+
+- category ``ELBO``: for each split (train, val, test) one chart with ``{split}/elbo``,
+  ``{split}/recon`` and ``{split}/kl`` (the ELBO, E_q log p(x|z) and KL(q || p), nats per data point);
+- category ``gradient variance``: for each parameter group (``encoder``, ``decoder``, ``prior`` where it
+  is trained) one chart with ``grad/var/<group>`` (the run's own estimator) and
+  ``grad/var/<group>/<name>`` for every estimator the gradient-variance probe compares
+  (``callbacks.grad_variance.compare``);
+- category ``gradient SNR``: the same with ``grad/snr/...``.
+
+The names are those of :mod:`vae_lab.probes.grad_variance` and :class:`vae_lab.model.vae.VAE` (DESIGN.md
+section 5), each given as an anchored regular expression, so ``grad/var/encoder`` does not also pick up
+``grad/var/encoder/score``. Without a gradient-variance probe (or with it disabled) the gradient categories
+are left out. It writes one small event and changes nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytorch_lightning as pl
+
+from vae_lab.errors import check
+from vae_lab.probes.grad_variance import GradientVarianceProbe
+from vae_lab.probes.images import _tensorboard
+from vae_lab.probes.moments import parameter_groups
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ScalarLayout", "scalar_layout"]
+
+
+def scalar_layout(groups: list[str], compared: list[str]) -> dict[str, dict[str, list]]:
+    """The custom-scalars layout: ``{category: {chart: ["Multiline", [tag regexes]]}}``."""
+
+    def chart(tags: list[str]) -> list:
+        return ["Multiline", [f"^{re.escape(tag)}$" for tag in tags]]
+
+    layout: dict[str, dict[str, list]] = {
+        "ELBO": {
+            f"{split}: elbo, recon, kl": chart([f"{split}/{term}" for term in ("elbo", "recon", "kl")])
+            for split in ("train", "val", "test")
+        }
+    }
+    for stat, category in (("var", "gradient variance"), ("snr", "gradient SNR")):
+        charts = {
+            f"grad/{stat}/{group}": chart(
+                [f"grad/{stat}/{group}"] + [f"grad/{stat}/{group}/{n}" for n in compared]
+            )
+            for group in groups
+        }
+        if charts:
+            layout[category] = charts
+    return layout
+
+
+class ScalarLayout(pl.Callback):
+    """Write the run's custom-scalars layout (see :mod:`vae_lab.probes.scalar_layout`) once, at the start
+    of fit, on global rank 0, to the first TensorBoard logger.
+
+    Args:
+        enabled: ``False`` turns it off.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        super().__init__()
+        check(isinstance(enabled, bool), "enabled", "expected true or false", enabled)
+        self.enabled = enabled
+        self.layout: dict[str, dict[str, list]] | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = _tensorboard(trainer)
+        if not self.enabled or self.layout is not None or writer is None or not trainer.is_global_zero:
+            return
+        probes = [c for c in trainer.callbacks if isinstance(c, GradientVarianceProbe) and c.enabled]
+        groups = list(parameter_groups(pl_module)) if probes else []
+        compared = probes[0].compared if probes else []  # after its setup: those that fit the family
+        self.layout = scalar_layout(groups, compared)
+        writer.add_custom_scalars(self.layout)
+        writer.flush()
