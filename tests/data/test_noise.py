@@ -92,3 +92,11 @@ def test_the_data_module_hooks_the_model_only_for_p_above_0():
 def test_a_bad_probability_is_a_config_error_naming_the_key(bad):
     with pytest.raises(ConfigError, match="input_noise"):
         DigitsDataModule(input_noise=bad)
+
+
+def test_word_counts_refuse_input_noise():
+    from vae_lab.data import NewsgroupsDataModule
+
+    with pytest.raises(ConfigError, match="input_noise=0.1 is not allowed; expected 0"):
+        NewsgroupsDataModule(input_noise=0.1)
+    assert NewsgroupsDataModule(input_noise=0.0).input_noise == 0.0

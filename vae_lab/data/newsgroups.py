@@ -20,6 +20,7 @@ from torch import Tensor
 
 from vae_lab.data.download import DataError, fetch
 from vae_lab.data.loader import InMemoryDataModule, check_int
+from vae_lab.errors import check
 
 FOLDER = "20news"
 VOCAB_SIZE = 1995
@@ -143,8 +144,16 @@ class NewsgroupsDataModule(InMemoryDataModule):
         seed: int = 0,
         val_size: int = 1000,
         drop_last: bool = False,
+        input_noise: float = 0.0,
     ) -> None:
         super().__init__(data_dir, batch_size, eval_batch_size, seed, drop_last)
+        # salt and pepper sets pixels to 0 or 1: it has no meaning for word counts
+        check(
+            input_noise == 0,
+            "input_noise",
+            "expected 0: denoising is for binary images, not word counts",
+            input_noise,
+        )
         self.val_size = check_int("val_size", val_size, minimum=1, maximum=TRAIN_DOCS - 1)
         self.input_dim = VOCAB_SIZE
         self.image_shape = None
