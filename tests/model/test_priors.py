@@ -1,8 +1,8 @@
 """Priors (vae_lab.model.priors): Gamma(0.3, 0.3) and the unit-cube uniform of Figurnov et al. (2018).
 
 Densities against scipy, dtype and device following the module, and the closed-form KLs the VAE uses
-(torch's registered KL(Gamma || Gamma) and KL(Beta || Beta)) against Monte Carlo within 4 standard
-errors, finite with finite gradients over the heads' clipping range, float32 close to float64.
+(torch's registered KL(Gamma || Gamma) and KL(Beta || Beta), and vae-lab's KL(PowerSpherical ||
+SphereUniform) in the VAE) against Monte Carlo within 4 standard errors, finite with finite gradients over the heads' clipping range, float32 close to float64.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import torch
 from torch.distributions import Beta, Gamma, Independent, Uniform, kl_divergence
 
 from vae_lab.errors import ConfigError
-from vae_lab.model.posteriors import BetaHead, GammaHead
-from vae_lab.model.priors import GammaPrior, UnitUniformPrior
+from vae_lab.model.posteriors import BetaHead, GammaHead, PowerSphericalHead
+from vae_lab.model.priors import GammaPrior, SphereUniformPrior, UnitUniformPrior
 from vae_lab.model.vae import VAE
 
 F64 = torch.float64
@@ -117,9 +117,16 @@ def test_kl_beta_posterior_unit_uniform_prior_monte_carlo():
     assert torch.all((mean - exact).abs() < 4 * se + 1e-12), (mean, exact, se)
 
 
+HEADS_AND_PRIORS = {
+    "gamma": (GammaHead, GammaPrior),
+    "beta": (BetaHead, UnitUniformPrior),
+    "power_spherical": (PowerSphericalHead, SphereUniformPrior),
+}
+
+
 def _head_and_prior(family: str, dtype: torch.dtype):
-    head, prior = (GammaHead(D), GammaPrior(D)) if family == "gamma" else (BetaHead(D), UnitUniformPrior(D))
-    return head, prior.to(dtype)
+    head, prior = HEADS_AND_PRIORS[family]
+    return head(D), prior(D).to(dtype)
 
 
 @pytest.mark.parametrize("family", ["gamma", "beta"])
@@ -145,7 +152,7 @@ def test_kl_finite_over_the_clipping_range_and_float32_close_to_float64(family):
     assert err.max() < 1e-3, err.max()
 
 
-@pytest.mark.parametrize("family", ["gamma", "beta"])
+@pytest.mark.parametrize("family", HEADS_AND_PRIORS)
 def test_the_vae_uses_the_closed_form_kl_and_it_agrees_with_monte_carlo(family):
     """The VAE finds the registered KL for the head and its natural prior; its analytic ELBO and its
     Monte Carlo ELBO agree in expectation (the same recon term, KL vs log q - log p averaged)."""

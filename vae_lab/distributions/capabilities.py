@@ -10,7 +10,9 @@ and whether one distribution's support covers another's.
 * a density: ``log_prob`` implemented (the score function needs nothing else).
 
 :func:`support_covers` compares support constraints as intervals per coordinate, deterministically: a
-prior must cover every value a posterior can take (up to the boundary, which has measure zero).
+prior must cover every value a posterior can take (up to the boundary, which has measure zero). A
+distribution on the unit sphere has a density with respect to the sphere's surface measure, so a sphere
+support covers, and is covered by, only another sphere support.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import math
 
 from torch.distributions import Beta, Dirichlet, Distribution, Gamma, Independent, constraints
+
+from vae_lab.distributions.sphere_uniform import unit_sphere
 
 __all__ = [
     "base_distribution",
@@ -90,7 +94,12 @@ def support_bounds(constraint: constraints.Constraint) -> tuple[float, float] | 
 
 def support_covers(outer: constraints.Constraint, inner: constraints.Constraint) -> bool | None:
     """Whether every value in the support ``inner`` lies in the support ``outer`` (boundaries aside); None
-    when either is not an interval (then nothing can be said from the constraints alone)."""
+    when either is not an interval (then nothing can be said from the constraints alone). Sphere supports
+    (of :class:`~vae_lab.distributions.PowerSpherical`, :class:`~vae_lab.distributions.SphereUniform`) cover
+    each other only."""
+    spheres = (_unwrap(outer) is unit_sphere, _unwrap(inner) is unit_sphere)
+    if any(spheres):
+        return all(spheres)
     a, b = support_bounds(outer), support_bounds(inner)
     if a is None or b is None:
         return None

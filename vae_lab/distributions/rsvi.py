@@ -33,6 +33,9 @@ Families:
 * ``Dirichlet(alpha)``: normalized independent Gamma(alpha_i, 1) samples (a softmax of their logs);
   the log-ratios of the components add.
 * ``Beta(c1, c0)``: a two-component Dirichlet.
+* ``PowerSpherical(mu, kappa)`` (De Cao & Aziz 2020): the Beta((D-1)/2 + kappa, (D-1)/2) variate of
+  (1 + mu.z)/2 as above, then the same direction and reflection as its ``rsample``; the log-ratio is the
+  Beta's.
 * ``VonMises(loc, kappa)``: the Best & Fisher (1979) wrapped-Cauchy proposal, the same sampler as the
   implicit path's (:mod:`vae_lab.distributions.best_fisher`), in the parameters' dtype. ``B`` does not
   apply.
@@ -64,6 +67,7 @@ from torch.distributions import VonMises as TorchVonMises
 from vae_lab.distributions.angles import wrap_angle
 from vae_lab.distributions.best_fisher import accepted_noise, proposal_path
 from vae_lab.distributions.log_space import remember_logs
+from vae_lab.distributions.power_spherical import PowerSpherical
 
 __all__ = ["RejectionSample", "has_rejection_sampler", "rsvi_sample"]
 
@@ -93,10 +97,11 @@ def rsvi_sample(
     """Draw a reparameterized rejection sample from ``q`` (looking through ``Independent``).
 
     Args:
-        q: a Gamma, Dirichlet, Beta or von Mises distribution, possibly wrapped in ``Independent``.
+        q: a Gamma, Dirichlet, Beta, Power Spherical or von Mises distribution, possibly wrapped in
+            ``Independent``.
         sample_shape: leading sample dimensions.
-        B: shape augmentation for the Gamma-based families (ignored by von Mises); ``B = 0`` needs
-            every shape parameter >= 1.
+        B: shape augmentation for the Gamma-based families and Power Spherical (ignored by von Mises);
+            ``B = 0`` needs every shape parameter >= 1.
         generator: optional torch generator for the noise.
 
     Raises:
@@ -217,15 +222,22 @@ def _(base: Dirichlet, sample_shape: torch.Size, B: int, generator) -> Rejection
     return RejectionSample(z=remember_logs(z, torch.log_softmax(log_g, dim=-1)), log_ratio=log_ratio.sum(-1))
 
 
+def _beta_logit(
+    c1: Tensor, c0: Tensor, sample_shape: torch.Size, B: int, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """(logit, log pi) of RSVI Beta(c1, c0) samples: logit = log g1 - log g0 = log z - log(1 - z), and the
+    summed log-ratios of the two Gamma variates."""
+    log_g, log_ratio = _log_standard_gamma(torch.stack([c1, c0], dim=-1), sample_shape, B, generator)
+    return log_g[..., 0] - log_g[..., 1], log_ratio.sum(-1)
+
+
 @_rsvi_sample.register
 def _(base: Beta, sample_shape: torch.Size, B: int, generator) -> RejectionSample:
-    alpha = torch.stack([base.concentration1, base.concentration0], dim=-1)
-    log_g, log_ratio = _log_standard_gamma(alpha, sample_shape, B, generator)
-    logit = log_g[..., 0] - log_g[..., 1]
+    logit, log_ratio = _beta_logit(base.concentration1, base.concentration0, sample_shape, B, generator)
     finfo = torch.finfo(logit.dtype)
     z = torch.sigmoid(logit).clamp(finfo.tiny, 1.0 - finfo.eps)
     z = remember_logs(z, F.logsigmoid(logit), F.logsigmoid(-logit))
-    return RejectionSample(z=z, log_ratio=log_ratio.sum(-1))
+    return RejectionSample(z=z, log_ratio=log_ratio)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -239,6 +251,18 @@ def _(base: TorchVonMises, sample_shape: torch.Size, B: int, generator) -> Rejec
     noise, _ = accepted_noise(kappa, generator)
     x, log_ratio = proposal_path(noise.reshape(shape), kappa)
     return RejectionSample(z=wrap_angle(base.loc + x), log_ratio=log_ratio)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Power Spherical (De Cao & Aziz 2020): its Beta variate through the Gamma sampler above
+
+
+@_rsvi_sample.register
+def _(base: PowerSpherical, sample_shape: torch.Size, B: int, generator) -> RejectionSample:
+    # (1 + mu.z)/2 ~ Beta(a, b); the direction and the reflection are an exact reparameterization
+    a, b = base.beta_shapes()
+    logit, log_ratio = _beta_logit(a, b, sample_shape, B, generator)
+    return RejectionSample(z=base.place(logit, generator), log_ratio=log_ratio)
 
 
 def has_rejection_sampler(q: Distribution) -> bool:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
-from vae_lab.distributions import Beta, Dirichlet, Gamma, VonMises
+from vae_lab.distributions import Beta, Dirichlet, Gamma, PowerSpherical, VonMises
 from vae_lab.errors import check, positive_float, positive_int
 
 
@@ -166,6 +166,31 @@ class BetaHead(PosteriorHead):
         alpha = _clipped_softplus(a, self.min_concentration, self.max_concentration)
         beta = _clipped_softplus(b, self.min_concentration, self.max_concentration)
         return Independent(Beta(alpha, beta, validate_args=False), 1)
+
+
+class PowerSphericalHead(PosteriorHead):
+    """q(z|x) = PowerSpherical(mu, kappa) on the unit sphere S^(d-1) in R^d (De Cao & Aziz 2020).
+
+    mu = m / |m| from d encoder outputs m, kappa = softplus(c) of one more output, clipped to
+    [min_concentration, max_concentration]. Samples (unit vectors) reach the decoder as they are.
+    """
+
+    family = "power_spherical"
+
+    def __init__(self, latent_dim: int, min_concentration: float = 1e-3, max_concentration: float = 1e3):
+        super().__init__(latent_dim)
+        check(latent_dim >= 2, "latent_dim", "a Power Spherical posterior needs latent_dim >= 2", latent_dim)
+        _check_range(min_concentration, max_concentration, "min_concentration", "max_concentration")
+        self.min_concentration, self.max_concentration = float(min_concentration), float(max_concentration)
+
+    @property
+    def param_dim(self) -> int:
+        return self.latent_dim + 1
+
+    def forward(self, params: Tensor) -> Distribution:
+        loc = F.normalize(params[..., :-1], dim=-1)
+        kappa = _clipped_softplus(params[..., -1], self.min_concentration, self.max_concentration)
+        return PowerSpherical(loc, kappa, validate_args=False)
 
 
 def inverse_softplus(y: float) -> float:

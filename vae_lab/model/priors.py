@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
-from vae_lab.distributions import Beta, CircularUniform, Dirichlet, Gamma, VonMises
+from vae_lab.distributions import Beta, CircularUniform, Dirichlet, Gamma, SphereUniform, VonMises
 from vae_lab.errors import check, positive_float, positive_int
 from vae_lab.model.posteriors import inverse_softplus
 
@@ -51,6 +51,19 @@ class CircularUniformPrior(Prior):
     def forward(self) -> Distribution:
         base = CircularUniform((self.latent_dim,), dtype=self._ref.dtype, device=self._ref.device)
         return Independent(base, 1)
+
+
+class SphereUniformPrior(Prior):
+    """p(z) uniform on the unit sphere S^(d-1) in R^d, the natural prior of Power Spherical latents:
+    density 1/|S^(d-1)| = Gamma(d/2) / (2 pi^(d/2)) with respect to the surface measure."""
+
+    def __init__(self, latent_dim: int):
+        super().__init__(latent_dim)
+        check(latent_dim >= 2, "latent_dim", "a prior on the sphere needs latent_dim >= 2", latent_dim)
+        self.register_buffer("_ref", torch.zeros(()), persistent=False)  # carries dtype and device
+
+    def forward(self) -> Distribution:
+        return SphereUniform(self.latent_dim, dtype=self._ref.dtype, device=self._ref.device)
 
 
 class VonMisesPrior(Prior):
