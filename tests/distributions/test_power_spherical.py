@@ -332,3 +332,39 @@ def test_the_gradient_check_can_fail():
     case.make_q = lambda p: make_q({"w": p["w"], "concentration": 1.03 * p["concentration"]})
     with pytest.raises(AssertionError, match="off the exact gradient"):
         assert_unbiased(per_copy_gradients(ImplicitEstimator(), case), case.exact)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_follows_the_device_and_dtype_of_its_parameters(dtype):
+    """Under device_trap.defaults_elsewhere (default device meta, default dtype the other precision): every
+    tensor the family, its KL and RSVI sampler make follows loc and kappa (no GPU needed to see a leak)."""
+    from device_trap import assert_follows, defaults_elsewhere
+
+    from vae_lab.distributions.rsvi import rsvi_sample
+
+    torch.manual_seed(10)
+    loc = torch.tensor([[1.0, 0.0, 0.0], [-0.6, 0.8, 0.0], [0.0, 0.6, -0.8]], dtype=dtype, requires_grad=True)
+    kappa = torch.tensor([1e-3, 3.0, 1e3], dtype=dtype, requires_grad=True)
+    with defaults_elsewhere(dtype):
+        q = PowerSpherical(loc, kappa)
+        p = SphereUniform(3, dtype=dtype, device=loc.device)
+        z = q.rsample((50,))
+        rs = rsvi_sample(q, (5,), B=1)
+        kl = kl_divergence(q, p)
+        out = {
+            "rsample": z,
+            "sample": q.sample((2,)),
+            "log_prob": q.log_prob(z),
+            "entropy": q.entropy(),
+            "mean": q.mean,
+            "variance": q.variance,
+            "kl": kl,
+            "prior_sample": p.sample((2,)),
+            "prior_log_prob": p.log_prob(z),
+            "rsvi_z": rs.z,
+            "rsvi_log_ratio": rs.log_ratio,
+        }
+        objective = z.sum() + q.log_prob(z.detach()).sum() + kl.sum() + rs.z.sum() + rs.log_ratio.sum()
+        grads = torch.autograd.grad(objective, [loc, kappa])
+    out.update({f"grad[{i}]": g for i, g in enumerate(grads)})
+    assert_follows(out, dtype)
