@@ -34,6 +34,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -61,6 +62,17 @@ def posterior_means(q: Distribution) -> Tensor:
     loc = getattr(base, "loc", None)
     means = loc if isinstance(loc, Tensor) else q.mean
     return means.expand(*q.batch_shape, *q.event_shape).reshape(q.batch_shape.numel(), -1)
+
+
+@dataclass
+class Rows:
+    """What a view shows: rows ``x`` (N, input_dim) of ``split``, their posterior ``means`` (N, D) and
+    class ``labels`` (N,) or None."""
+
+    split: str
+    x: Tensor
+    means: Tensor
+    labels: Tensor | None
 
 
 class _LatentView(pl.Callback):
@@ -105,7 +117,7 @@ class _LatentView(pl.Callback):
         labels = None if labels is None else labels[: len(x)].cpu()
         try:
             means = encode(pl_module, x, getattr(datamodule, "eval_batch_size", 1000))
-            self.draw(writer, trainer, pl_module, split, x, means, labels)
+            self.draw(writer, trainer, pl_module, Rows(split, x, means, labels))
         except (NotImplementedError, ValueError, RuntimeError) as err:
             log.warning("%s: turned off after an error: %s: %s", self.name, type(err).__name__, err)
             self.enabled = False
@@ -113,17 +125,8 @@ class _LatentView(pl.Callback):
         self.views += 1
         self.seconds += time.perf_counter() - started
 
-    def draw(
-        self,
-        writer: Any,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        split: str,
-        x: Tensor,
-        means: Tensor,
-        labels: Tensor | None,
-    ) -> None:
-        """Write the view of ``split``: the ``means`` (N, D) and ``labels`` (N,) of the rows ``x``."""
+    def draw(self, writer: Any, trainer: pl.Trainer, pl_module: pl.LightningModule, rows: Rows) -> None:
+        """Write the view of ``rows``."""
         raise NotImplementedError
 
 
@@ -152,16 +155,15 @@ class LatentScatter(_LatentView):
 
     name = "latent/scatter"
 
-    def draw(self, writer, trainer, pl_module, split, x, means, labels) -> None:  # noqa: ANN001
-        family = str(getattr(pl_module.posterior, "family", ""))
+    def draw(self, writer: Any, trainer: pl.Trainer, pl_module: pl.LightningModule, rows: Rows) -> None:
+        family, means = str(getattr(pl_module.posterior, "family", "")), rows.means
         if not (means.shape[1] == 2 or (means.shape[1] == 1 and family == "vonmises")):
             log.info("%s: the latent space is %d-D, not 2-D: not drawn", self.name, means.shape[1])
             self.enabled = False
             return
-        title = f"posterior means, {split} set ({len(means)} rows, step {trainer.global_step})"
-        writer.add_figure(
-            f"{self.name}/{split}", scatter_figure(means, labels, family, title), trainer.global_step
-        )
+        title = f"posterior means, {rows.split} set ({len(means)} rows, step {trainer.global_step})"
+        figure = scatter_figure(means, rows.labels, family, title)
+        writer.add_figure(f"{self.name}/{rows.split}", figure, trainer.global_step)
 
 
 class LatentProjector(_LatentView):
@@ -173,15 +175,19 @@ class LatentProjector(_LatentView):
 
     name = "latent projector"
 
-    def draw(self, writer, trainer, pl_module, split, x, means, labels) -> None:  # noqa: ANN001
-        shape = getattr(trainer.datamodule, "image_shape", None)
+    def draw(self, writer: Any, trainer: pl.Trainer, pl_module: pl.LightningModule, rows: Rows) -> None:
+        shape, x, labels = getattr(trainer.datamodule, "image_shape", None), rows.x, rows.labels
         images = None
         if shape is not None and math.prod(shape) == x.shape[1]:
             images = x.detach().float().cpu().clamp(0.0, 1.0).reshape(len(x), *shape)
             images = images.unsqueeze(1) if images.dim() == 3 else images  # (N, C, H, W)
         metadata = None if labels is None else [str(int(v)) for v in labels]
         writer.add_embedding(
-            means, metadata=metadata, label_img=images, global_step=trainer.global_step, tag=f"latent/{split}"
+            rows.means,
+            metadata=metadata,
+            label_img=images,
+            global_step=trainer.global_step,
+            tag=f"latent/{rows.split}",
         )
         writer.flush()
 
