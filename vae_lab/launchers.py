@@ -1,4 +1,5 @@
-"""What a job needs to know about the launcher that runs it.
+"""What a job needs to know about the launcher that runs it, and what a sweep on Ray needs before its
+jobs start.
 
 Hydra's Ray launcher (``hydra/launcher=ray``, ``conf/hydra/launcher/ray.yaml``) runs each job of a sweep
 as a Ray task that asks for ``hydra.launcher.ray.remote.num_cpus`` CPUs. A job that then ran the
@@ -6,12 +7,32 @@ configured ``threads`` (1 by default) would leave CPUs idle that Ray keeps from 
 oversubscribe the node when it ran more; so a Ray job runs as many torch threads as the CPUs Ray
 assigned to it (:func:`ray_threads`), read from Ray itself rather than from the launcher's config,
 which the job's own config cannot see.
+
+:class:`RaySweepStart` (a Hydra callback, ``conf/hydra/default.yaml``) makes a Ray sweep stoppable as a
+whole, as joblib's is (:mod:`vae_lab.runs.sweep_stop`). Before Hydra's Ray launcher starts the jobs, it
+starts Ray itself with what the launcher would pass, plus:
+
+- the jobs' environment: Ray's workers are started by Ray's own processes, which did not inherit the
+  sweep's main process's environment when they ran already (``ray start``, a cluster); so the variables
+  of :func:`~vae_lab.runs.sweep_stop.sweep_env` reach every job through ``runtime_env.env_vars``;
+- the main process's signal handlers: ``ray.init`` installs a SIGTERM handler that exits at once, which
+  would leave the jobs without their checkpoints; the sweep's handlers are put back after it;
+- where the jobs run: on a Ray instance whose nodes are all this machine, a signal stops every job at its
+  next step with a checkpoint (status ``interrupted``) and the main process waits for them. With other
+  machines the stop file cannot reach every job: the main process then stops at once, Ray ends the jobs,
+  and ``resume=true`` continues them from ``last.ckpt``.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+RAY_LAUNCHER = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
 
 
 def ray_job_cpus() -> int | None:
@@ -33,3 +54,36 @@ def ray_threads(threads: int) -> int:
     ``threads`` (as computed from the config)."""
     cpus = ray_job_cpus()
     return threads if cpus is None else cpus
+
+
+class RaySweepStart(Callback):
+    """Hydra callback: starts Ray for a sweep with ``hydra/launcher=ray`` (the module's docstring); the
+    launcher then finds it running. Does nothing with other launchers."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.launcher.get("_target_") != RAY_LAUNCHER:
+            return
+        import ray
+        from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
+
+        from vae_lab.runs import sweep_stop
+
+        init = config.hydra.launcher.ray.init
+        env = sweep_stop.sweep_env()
+        if env and not ray.is_initialized():
+            runtime_env = init.get("runtime_env")
+            runtime_env = OmegaConf.to_container(runtime_env, resolve=True) if runtime_env is not None else {}
+            assert isinstance(runtime_env, dict)
+            runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), **env}
+            with open_dict(init):
+                init.runtime_env = runtime_env
+        start_ray(init)
+        sweep_stop.reclaim_signals()
+        if sweep_stop.SweepStop.active is not None:
+            sweep_stop.SweepStop.active.stop_at_once = not _only_this_machine(ray)
+
+
+def _only_this_machine(ray: Any) -> bool:
+    """Whether every live node of the Ray instance is this machine (then the stop file reaches each job)."""
+    here = ray.util.get_node_ip_address()
+    return all(node.get("NodeManagerAddress") == here for node in ray.nodes() if node.get("Alive"))

@@ -91,6 +91,14 @@ def _training(sweep_dir: Path, jobs: str) -> bool:
     )
 
 
+# a new local Ray instance with 2 CPUs, even where `ray start` runs one
+LAUNCHER_ARGS = {
+    "joblib": [],
+    "submitit_local": [],
+    "ray": ["hydra.launcher.ray.init.address=local", "hydra.launcher.ray.init.num_cpus=2"],
+}
+
+
 def _stop_a_sweep(tmp_path: Path, launcher: str, signum: int) -> tuple[subprocess.Popen, Path, str, str]:
     """Start a 2-job sweep of slow jobs, send ``signum`` to its main process once both jobs train, and
     wait for every process of the sweep to end. Returns the process, the sweep dir, stdout and stderr."""
@@ -100,6 +108,7 @@ def _stop_a_sweep(tmp_path: Path, launcher: str, signum: int) -> tuple[subproces
         "train",
         "-m",
         f"hydra/launcher={launcher}",
+        *LAUNCHER_ARGS[launcher],
         "seed=0,1",
         *SLOW,
         f"hydra.sweep.dir={sweep_dir}",
@@ -129,7 +138,7 @@ def _stop_a_sweep(tmp_path: Path, launcher: str, signum: int) -> tuple[subproces
             proc.communicate()
 
 
-@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+@pytest.mark.parametrize("launcher", list(LAUNCHER_ARGS))
 def test_sigterm_to_the_main_process_stops_every_job_with_a_checkpoint_and_the_sweep_resumes(
     tmp_path, launcher
 ):
@@ -153,6 +162,7 @@ def test_sigterm_to_the_main_process_stops_every_job_with_a_checkpoint_and_the_s
             "train",
             "-m",
             f"hydra/launcher={launcher}",
+            *LAUNCHER_ARGS[launcher],
             "seed=0,1",
             *SLOW,
             f"hydra.sweep.dir={sweep_dir}",

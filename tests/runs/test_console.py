@@ -63,3 +63,32 @@ def test_the_stop_file_carries_the_signal_and_the_sweep_dir(tmp_path):
         sweep_stop.record_sweep_dir(tmp_path)
         assert stop.received == signal.SIGTERM and sweep_stop.stopped_sweep_dir() == tmp_path
     assert sweep_stop.PID_ENV not in os.environ and sweep_stop.stop_requested() is None
+
+
+def test_a_job_on_another_machine_never_takes_the_main_process_id_for_one_of_its_own(monkeypatch):
+    with sweep_stop.SweepStop():
+        env = sweep_stop.sweep_env()  # what Ray's workers get through runtime_env
+        assert set(env) == {sweep_stop.PID_ENV, sweep_stop.STOP_ENV, sweep_stop.HOST_ENV}
+        assert sweep_stop.main_pid() == os.getpid()
+        monkeypatch.setenv(sweep_stop.HOST_ENV, "another-node")
+        assert sweep_stop.main_pid() is None and sweep_stop.in_worker()
+
+
+def test_the_sweep_takes_its_signal_handlers_back_after_a_library_replaced_them():
+    with sweep_stop.SweepStop() as stop:
+        handler = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as ray.init does with a handler of its own
+        sweep_stop.reclaim_signals()
+        assert signal.getsignal(signal.SIGTERM) == handler
+        assert sweep_stop.SweepStop.active is stop
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and sweep_stop.SweepStop.active is None
+
+
+def test_a_job_watch_lets_sigint_through_where_the_launcher_blocked_it():
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # as Ray's workers do
+    try:
+        with sweep_stop.JobWatch():
+            assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+        assert signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

@@ -14,9 +14,13 @@ file too (:func:`request_stop`): a signal is meant for the whole sweep. Jobs tha
 after the stop do not train (:func:`stop_requested`) and leave no summary, so that ``resume=true``
 starts them afresh.
 
-With Ray (``hydra/launcher=ray``) the main process stops at once instead, as before: Ray ends the jobs
-(on an existing cluster they run on other machines, out of reach of the file), and ``resume=true``
-continues them from their ``last.ckpt``.
+With Ray (``hydra/launcher=ray``, :class:`vae_lab.ray_launcher.RayLauncher`) the jobs find the two
+values in the environment that the launcher gives Ray's workers (with ``HOST_ENV``, the main process's
+machine), and a local Ray instance stops like joblib. Ray's ``ray.init`` installs its own SIGTERM handler
+in the main process; the launcher puts this module's back (:func:`reclaim_signals`). On a Ray cluster with
+other machines the stop file is out of their reach: there the main process stops at once, as before
+(:meth:`SweepStop.stop_at_once`), Ray ends the jobs and ``resume=true`` continues them from ``last.ckpt``.
+A job on another machine never takes the main process's id for one of its own machine's processes.
 
 A file rather than forwarding the signal: the main process does not know its launcher's workers (loky's
 and Ray's processes sit among helper processes that must not be signalled), and a file reaches them all.
@@ -28,7 +32,7 @@ import contextlib
 import logging
 import os
 import signal
-import sys
+import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -39,6 +43,8 @@ log = logging.getLogger("vae_lab.runs")
 
 PID_ENV = "VAE_LAB_SWEEP_PID"
 STOP_ENV = "VAE_LAB_SWEEP_STOP"
+HOST_ENV = "VAE_LAB_SWEEP_HOST"
+ENV_KEYS = (PID_ENV, STOP_ENV, HOST_ENV)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -87,26 +93,50 @@ def stopped_sweep_dir() -> Path | None:
 
 
 def main_pid() -> int | None:
-    """The process id of the sweep's main process, when this process runs one of its jobs."""
+    """The process id of the sweep's main process, when this process runs one of its jobs on the main
+    process's machine (None on another machine of a Ray cluster: that id means nothing there)."""
     value = os.environ.get(PID_ENV, "")
+    host = os.environ.get(HOST_ENV)
+    if host is not None and host != socket.gethostname():
+        return None
     return int(value) if value.isdigit() else None
+
+
+def sweep_env() -> dict[str, str]:
+    """The environment variables through which a sweep's jobs find its main process and stop file (for
+    launchers whose workers do not inherit the main process's environment, such as Ray's)."""
+    return {key: os.environ[key] for key in ENV_KEYS if key in os.environ}
+
+
+def reclaim_signals() -> None:
+    """Put the active :class:`SweepStop`'s handlers back after a library replaced them (``ray.init``
+    installs its own SIGTERM handler)."""
+    if SweepStop.active is not None:
+        SweepStop.active.install_handlers()
 
 
 def in_worker() -> bool:
     """Whether this process runs a sweep's job in a process other than the sweep's main one."""
+    if PID_ENV not in os.environ:
+        return False
     pid = main_pid()
-    return pid is not None and pid != os.getpid()
+    return pid is None or pid != os.getpid()  # None: on another machine
 
 
 class SweepStop:
     """Context manager for the main process of a sweep: SIGINT and SIGTERM stop every job (see the
     module's docstring); later signals are ignored while the jobs wind down. ``received``: the signal
-    that stopped the sweep (also one a job received directly), read after the sweep."""
+    that stopped the sweep (also one a job received directly), read after the sweep. ``stop_at_once``:
+    set by a launcher whose jobs the stop file cannot reach (a Ray cluster): a signal then ends the main
+    process at once (KeyboardInterrupt) and the launcher ends the jobs."""
+
+    active: SweepStop | None = None
 
     def __init__(self) -> None:
         self._previous: dict[int, Any] = {}
         self._saved_env: dict[str, str | None] = {}
         self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self.stop_at_once = False
 
     @property
     def received(self) -> int | None:
@@ -114,16 +144,26 @@ class SweepStop:
 
     def __enter__(self) -> SweepStop:
         self._dir = tempfile.TemporaryDirectory(prefix="vae-lab-sweep-")
-        values = {PID_ENV: str(os.getpid()), STOP_ENV: str(Path(self._dir.name) / "stop")}
+        values = {
+            PID_ENV: str(os.getpid()),
+            STOP_ENV: str(Path(self._dir.name) / "stop"),
+            HOST_ENV: socket.gethostname(),
+        }
         for key, value in values.items():
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value
-        if threading.current_thread() is threading.main_thread():
-            for signum in SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
+        self.install_handlers()
+        SweepStop.active = self
         return self
 
+    def install_handlers(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum in SIGNALS:
+                previous = signal.signal(signum, self._handle)
+                self._previous.setdefault(signum, previous)
+
     def __exit__(self, *exc: object) -> None:
+        SweepStop.active = None
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
@@ -142,8 +182,7 @@ class SweepStop:
             return
         log.debug("received %s: stopping every job of the sweep", signal.Signals(signum).name)
         request_stop(signum)
-        ray = sys.modules.get("ray")
-        if ray is not None and ray.is_initialized():  # Ray's jobs may run on other machines: Ray ends them
+        if self.stop_at_once:  # jobs on other machines: their launcher ends them
             raise KeyboardInterrupt
 
 
@@ -162,6 +201,7 @@ class JobWatch:
         self._thread: threading.Thread | None = None
         self._pids: tuple[int | None, int] = (None, 0)
         self._previous: dict[int, Any] = {}
+        self._mask: set[signal.Signals] | None = None
 
     def __enter__(self) -> JobWatch:
         pid, parent = main_pid(), os.getppid()
@@ -169,6 +209,8 @@ class JobWatch:
         if threading.current_thread() is threading.main_thread():
             for signum in SIGNALS:
                 self._previous[signum] = signal.signal(signum, signal.SIG_IGN)
+            # Ray's workers block SIGINT in every thread: let it reach this one, where Python handles it
+            self._mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
         self._thread = threading.Thread(target=self._watch, args=(pid, parent), name="vae-lab-sweep-watch")
         self._thread.daemon = True
         self._thread.start()
@@ -181,6 +223,9 @@ class JobWatch:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
+        if self._mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+            self._mask = None
 
     @property
     def orphaned(self) -> bool:
