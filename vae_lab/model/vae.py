@@ -22,7 +22,6 @@ before the optimizer sees them; see ``DirichletPrior``).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +35,7 @@ from vae_lab import checkpoint as run_checkpoint
 from vae_lab.distributions.capabilities import sample_support, support_covers
 from vae_lab.errors import ConfigError, check, positive_int
 from vae_lab.estimators.base import Estimator
+from vae_lab.model import iw
 from vae_lab.model.posteriors import PosteriorHead
 from vae_lab.model.priors import Prior
 
@@ -194,22 +194,14 @@ class VAE(pl.LightningModule):
         elbo = est.value.mean(0) if kl_weight == 1.0 else rec + log_ratio[-1].mean(0)
         return {"elbo": elbo, "recon": rec, "kl": rec - elbo, "surrogate": surrogate}
 
-    @torch.no_grad()
     def iw_log_likelihood(self, x: Tensor, k: int | None = None, chunk: int | None = None) -> Tensor:
         """Importance-weighted bound log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q (Burda et al. 2016).
 
-        Computed over chunks of samples with a running log-sum-exp, so memory is O(chunk * B).
+        K = ``k`` (default ``iw_samples``) samples drawn ``chunk`` (default ``iw_chunk``) at a time with a
+        running log-sum-exp (:func:`vae_lab.model.iw.iw_log_likelihood`), so memory is O(chunk * B * D).
         Returns shape (B,); it is a lower bound on log p(x) that tightens as K grows.
         """
-        k, chunk = k or self.iw_samples, chunk or self.iw_chunk
-        q, p = self.q(x), self.prior()
-        total: Tensor | None = None
-        for start in range(0, k, chunk):
-            z = q.sample((min(chunk, k - start),))
-            log_w = self.log_likelihood(x, z) + p.log_prob(z) - q.log_prob(z)
-            part = log_w.logsumexp(0)
-            total = part if total is None else torch.logaddexp(total, part)
-        return total - math.log(k)
+        return iw.iw_log_likelihood(self, x, k or self.iw_samples, chunk or self.iw_chunk)
 
     def training_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """The training objective at the current step and the ELBO terms it was computed from.
