@@ -59,12 +59,21 @@ reproduce-vae-mnist: install
 	$(VAE_LAB) report $(REPRO_DIR)/vae_mnist --columns model.latent_dim || status=1; \
 	exit $$status
 
+# The paper's table at full budget (180k steps): 3 seeds (SEEDS) for implicit, RSVI B=1 and B=20; one
+# seed (SEED1) for RSVI B=5, B=10 and the score function; and implicit and RSVI B=20 with the earlier
+# preset's clip [0.1, 1e3] (OLD_CLIP). About 15-25 minutes a run, two at a time (joblib).
+SEED1 ?= 0
+OLD_CLIP := model.posterior.min_concentration=0.1 model.prior.min_alpha=0.1
+LDA := experiment=figurnov2018/lda_20news
 reproduce-lda: install
-	@status=0; \
-	$(SWEEP) hydra.sweep.dir=$(REPRO_DIR)/lda_20news/implicit experiment=figurnov2018/lda_20news estimator=implicit seed=$(SEEDS) $(ARGS) || status=1; \
-	$(SWEEP) hydra.sweep.dir=$(REPRO_DIR)/lda_20news/rsvi experiment=figurnov2018/lda_20news estimator=rsvi model.estimator.B=1,5,10,20 seed=$(SEEDS) $(ARGS) || status=1; \
-	$(SWEEP) hydra.sweep.dir=$(REPRO_DIR)/lda_20news/score experiment=figurnov2018/lda_20news estimator=score seed=$(SEEDS) $(ARGS) || status=1; \
-	$(VAE_LAB) report $(REPRO_DIR)/lda_20news/implicit $(REPRO_DIR)/lda_20news/rsvi $(REPRO_DIR)/lda_20news/score --out $(REPRO_DIR)/lda_20news || status=1; \
+	@status=0; d=$(REPRO_DIR)/lda_20news; \
+	$(SWEEP) hydra.sweep.dir=$$d/implicit $(LDA) estimator=implicit seed=$(SEEDS) $(ARGS) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$$d/rsvi $(LDA) estimator=rsvi model.estimator.B=1,20 seed=$(SEEDS) $(ARGS) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$$d/rsvi_one_seed $(LDA) estimator=rsvi model.estimator.B=5,10 seed=$(SEED1) $(ARGS) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$$d/score $(LDA) estimator=score seed=$(SEED1) $(ARGS) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$$d/old_clip_implicit $(LDA) $(OLD_CLIP) estimator=implicit seed=$(SEED1) $(ARGS) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$$d/old_clip_rsvi $(LDA) $(OLD_CLIP) estimator=rsvi model.estimator.B=20 seed=$(SEED1) $(ARGS) || status=1; \
+	$(VAE_LAB) report $$d/implicit $$d/rsvi $$d/rsvi_one_seed $$d/score $$d/old_clip_implicit $$d/old_clip_rsvi --out $$d || status=1; \
 	exit $$status
 
 reproduce-toy-variance: install

@@ -215,12 +215,34 @@ class VAE(pl.LightningModule):
         return -terms["surrogate"].mean(), terms
 
     # -- Lightning hooks -------------------------------------------------------------------------
+    @property
+    def automatic_optimization(self) -> bool:
+        """False: ``training_step`` takes the optimizer step itself (Lightning's manual optimization),
+        which skips the closure and the hooks of Lightning's automatic loop (zero_grad, backward and step
+        wrapped per step); the step is the same computation in the same order. Gradient clipping
+        (``trainer.gradient_clip_val``) and accumulation (``trainer.accumulate_grad_batches``) are
+        Lightning's automatic features: with either set, the automatic loop runs instead."""
+        trainer = self._trainer
+        if trainer is None:
+            return False
+        return bool(trainer.gradient_clip_val) or trainer.accumulate_grad_batches != 1
+
+    @automatic_optimization.setter
+    def automatic_optimization(self, value: bool) -> None:  # LightningModule's __init__ sets it
+        pass
+
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
         loss, terms = self.training_loss(x)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}")
         if self._is_logging_step():
             self._log_terms("train", terms, x.shape[0], on_step=True)
+        if not self.automatic_optimization:
+            optimizer = self.optimizers()
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            optimizer.step()  # runs on_before_optimizer_step (the prior's freeze) and counts the step
+            return loss.detach()
         return loss
 
     def kl_weight(self) -> float:
@@ -308,6 +330,28 @@ class VAE(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:  # what `vae-lab eval` rebuilds this model from
             checkpoint[run_checkpoint.KEY] = run_checkpoint.record(self.run_config)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        step_counters(checkpoint, manual=not self.automatic_optimization)
+
+
+def step_counters(checkpoint: dict[str, Any], manual: bool) -> None:
+    """Carry the optimizer-step count of a checkpoint over to the loop that resumes it.
+
+    Lightning counts steps (``global_step``) in one of two loop states, the automatic loop's
+    ``optim_progress.optimizer.step`` or the manual loop's ``optim_step_progress``, and saves both. A
+    checkpoint written by the other loop (vae-lab before manual optimization, or a run with gradient
+    clipping) would resume at step 0 in this one; its count is copied over where this loop's is zero.
+    """
+    loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    auto = loop.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer", {}).get("step")
+    manual_step = loop.get("epoch_loop.manual_optimization.optim_step_progress")
+    if auto is None or manual_step is None:
+        return
+    source, target = (auto, manual_step) if manual else (manual_step, auto)
+    if target["total"]["completed"] == 0 and source["total"]["completed"] > 0:
+        for key in ("total", "current"):
+            target[key] = dict(source[key])
 
 
 def document_log_perplexity(elbo: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
