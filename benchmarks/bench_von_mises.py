@@ -1,23 +1,27 @@
-"""Speed of vae_lab's von Mises ``rsample`` + backward, against torch's Gamma and VonMises samplers.
+"""Speed of vae_lab's von Mises ``rsample`` + backward, against torch's Gamma (and VonMises) samplers.
 
-    python benchmarks/bench_von_mises.py [--n 1000000] [--repeats 5] [--dtype float32] [--threads N]
+    python benchmarks/bench_von_mises.py [--n 1000000] [--repeats 7] [--dtype float32] [--threads N]
+                                         [--device cpu|cuda]
 
-Nanoseconds per sample for ``n`` samples, one per concentration, the concentrations drawn once
-log-uniformly in [0.1, 100] (a fixed seed), all measured in this process, interleaved, best of ``repeats``:
+For ``n`` samples, one per concentration, two rows of concentrations: drawn once log-uniformly in
+[0.1, 100] (a fixed seed), and all equal to 2. For each row, measured in this process, interleaved
+(so that a slow patch of a shared machine hits all of them alike), median of ``repeats`` rounds:
 
 1. vae_lab ``VonMises.rsample`` + ``backward`` of the sum (implicit gradient w.r.t. loc and concentration);
 2. ``torch.distributions.Gamma.rsample`` + ``backward`` (shape = the same concentrations, rate 1);
-3. ``torch.distributions.VonMises.sample`` (no gradient; torch's own sampler, in float64 internally).
+3. (mixed row only) ``torch.distributions.VonMises.sample`` (no gradient; float64 internally).
 
-Goals: (1) no slower than (2), and at least 5x faster than (3). Threads: torch's default for the
-machine unless ``--threads`` is given. On a machine shared with other jobs, use ``--threads 1`` for
-stable figures: with more threads than idle cores every parallel kernel waits for a descheduled thread.
+Goals: (1) / (2) <= 0.5 in both rows, and (3) / (1) >= 5. Prints one line per ratio, with its goal and
+``ok`` or ``NOT met``. Threads: torch's default for the machine unless ``--threads`` is given; on a machine
+shared with other jobs, use ``--threads 1`` for stable figures (with more threads than idle cores every
+parallel kernel waits for a descheduled thread). ``--device cuda`` skips, with a message, where no GPU is.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 from collections.abc import Callable
 
@@ -25,74 +29,97 @@ import torch
 
 from vae_lab.distributions.von_mises import VonMises
 
+_GOAL_VS_GAMMA = 0.5
+_GOAL_VS_TORCH = 5.0
 
-def _best_ns_per_sample(fns: dict[str, Callable[[], object]], n: int, repeats: int) -> dict[str, float]:
-    """Best wall time of each function over ``repeats`` rounds, the functions interleaved within a round
-    (so that a slow patch of a shared machine hits all of them alike), in nanoseconds per sample."""
+
+def _median_seconds(
+    fns: dict[str, Callable[[], object]], repeats: int, sync: Callable[[], None]
+) -> dict[str, float]:
+    """Median wall time of each function over ``repeats`` rounds, the functions interleaved in a round."""
     for fn in fns.values():
         fn()  # warm-up
-    best = dict.fromkeys(fns, math.inf)
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return {name: t / n * 1e9 for name, t in best.items()}
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype)
+def _row(kappa: torch.Tensor, with_torch: bool, repeats: int, sync: Callable[[], None]) -> dict[str, float]:
+    """Seconds of (1), (2) and, if ``with_torch``, (3) for these concentrations."""
+    loc = torch.zeros_like(kappa)
+    one = torch.ones((), dtype=kappa.dtype, device=kappa.device)
 
-    gen = torch.Generator().manual_seed(0)
-    kappa = torch.empty(args.n, dtype=dtype).uniform_(math.log(0.1), math.log(100.0), generator=gen).exp_()
-    loc = torch.zeros(args.n, dtype=dtype)
-    torch.manual_seed(0)
-
-    def vae_lab_rsample_backward() -> None:
+    def von_mises() -> None:
         lc = loc.clone().requires_grad_()
         k = kappa.clone().requires_grad_()
         VonMises(lc, k).rsample().sum().backward()
 
-    def gamma_rsample_backward() -> None:
+    def gamma() -> None:
         k = kappa.clone().requires_grad_()
-        torch.distributions.Gamma(k, torch.ones((), dtype=dtype)).rsample().sum().backward()
+        torch.distributions.Gamma(k, one).rsample().sum().backward()
 
-    def torch_von_mises_sample() -> None:
-        torch.distributions.VonMises(loc, kappa).sample()
+    fns: dict[str, Callable[[], object]] = {"von_mises": von_mises, "gamma": gamma}
+    if with_torch:
+        fns["torch"] = lambda: torch.distributions.VonMises(loc, kappa).sample()
+    return _median_seconds(fns, repeats, sync)
 
-    results = _best_ns_per_sample(
-        {
-            "vae_lab VonMises rsample+backward": vae_lab_rsample_backward,
-            "torch Gamma rsample+backward": gamma_rsample_backward,
-            "torch VonMises sample": torch_von_mises_sample,
-        },
-        args.n,
-        args.repeats,
-    )
-    ours = results["vae_lab VonMises rsample+backward"]
+
+def _verdict(ok: bool) -> str:
+    return "ok" if ok else "NOT met"
+
+
+def main(argv: list[str] | None = None) -> dict[str, float] | None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("bench_von_mises: no CUDA device here, skipped")
+        return None
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    gen = torch.Generator().manual_seed(0)
+    mixed = torch.empty(args.n, dtype=dtype).uniform_(math.log(0.1), math.log(100.0), generator=gen).exp_()
+    rows = {
+        "mixed kappa": mixed.to(device),
+        "kappa = 2": torch.full((args.n,), 2.0, dtype=dtype, device=device),
+    }
+    torch.manual_seed(0)
     print(
-        f"n={args.n} dtype={args.dtype} threads={torch.get_num_threads()} "
-        f"kappa ~ log-uniform[0.1, 100], best of {args.repeats}"
+        f"n={args.n} dtype={args.dtype} device={device} threads={torch.get_num_threads()}, "
+        f"median of {args.repeats}; mixed kappa ~ log-uniform[0.1, 100]"
     )
-    print(f"{'':38s} {'ns/sample':>10s} {'ratio to (1)':>13s}")
-    for i, (name, ns) in enumerate(results.items(), 1):
-        print(f"({i}) {name:34s} {ns:10.1f} {ns / ours:13.2f}")
-    gamma = results["torch Gamma rsample+backward"]
-    torch_vm = results["torch VonMises sample"]
-    print(f"goal (1) <= (2): {'met' if ours <= gamma else 'NOT met'} ({ours / gamma:.2f}x of Gamma)")
-    print(
-        f"goal (1) >= 5x faster than (3): {'met' if torch_vm >= 5 * ours else 'NOT met'} "
-        f"({torch_vm / ours:.1f}x faster)"
-    )
-    return results
+    ratios: dict[str, float] = {}
+    for i, (name, kappa) in enumerate(rows.items()):
+        sec = _row(kappa, with_torch=i == 0, repeats=args.repeats, sync=sync)
+        ratio = sec["von_mises"] / sec["gamma"]
+        ratios[f"gamma {name}"] = ratio
+        print(
+            f"von Mises / Gamma, {name}: {ratio:.2f} (goal <= {_GOAL_VS_GAMMA}) "
+            f"{_verdict(ratio <= _GOAL_VS_GAMMA)}  [{sec['von_mises'] / args.n * 1e9:.1f} vs "
+            f"{sec['gamma'] / args.n * 1e9:.1f} ns/sample]"
+        )
+        if "torch" in sec:
+            speedup = sec["torch"] / sec["von_mises"]
+            ratios[f"torch {name}"] = speedup
+            print(
+                f"torch VonMises.sample / von Mises, {name}: {speedup:.1f} (goal >= {_GOAL_VS_TORCH:g}) "
+                f"{_verdict(speedup >= _GOAL_VS_TORCH)}"
+            )
+    return ratios
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import math
 import torch
 from torch import Tensor
 
+from vae_lab.distributions.angles import largest_below_pi
 from vae_lab.distributions.bessel import log_i0e, scalar_like
 
 __all__ = ["accepted_noise", "proposal_path", "sample_centred"]
@@ -47,7 +48,7 @@ def _proposal_constants(kappa: Tensor) -> tuple[Tensor, Tensor]:
     :math:`r - 1` (large :math:`\kappa`) cancel catastrophically in floating point, so with
     :math:`h = \sqrt{1 + 4\kappa^2}`, :math:`d = \tau + \sqrt{2\tau}` and
     :math:`m = 1 + 1/(h + 2\kappa) + \sqrt{2\tau}` we use the exact identities :math:`\rho = 2\kappa/d`,
-    :math:`1 - \rho = m/d` and return :math:`w = 1/(r - 1) = 4\kappa d/m^2` and
+    :math:`1 - \rho = m/d` and return :math:`2w = 2/(r - 1) = 8\kappa d/m^2` and
     :math:`c_{num} = \kappa(r + 1) = 2\kappa + m^2/(4d)`.
     """
     k = kappa.clamp(max=_SAMPLER_KAPPA_MAX)
@@ -58,17 +59,26 @@ def _proposal_constants(kappa: Tensor) -> tuple[Tensor, Tensor]:
     d = tau.add_(sq)
     m = h.add_(k, alpha=2.0).reciprocal_().add_(sq).add_(one)
     m2 = m.mul_(m)
-    w = torch.mul(k, d).mul_(_s(4.0, k)).div_(m2)
+    two_w = torch.mul(k, d).mul_(_s(8.0, k)).div_(m2)
     c_num = m2.div_(d).mul_(_s(0.25, k)).add_(k, alpha=2.0)
-    return w, c_num
+    return two_w, c_num
 
 
 # Below this many entries a round proposes several candidates per entry at once (up to 8), so that small
 # batches need about two rounds instead of about ten: the cost there is per operation, not per number.
 _ROUND_SIZE = 1 << 16
+# On CPU the first round runs in blocks of this many entries, so that its buffers stay in cache.
+_CPU_BLOCK = 1 << 15
 
 
-def _propose(w: Tensor, c_num: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+def _candidates(m: int) -> int:
+    """Proposals per entry and round for a round of ``m`` entries."""
+    return min(8, -(-_ROUND_SIZE // max(m, 1)))
+
+
+def _propose(
+    two_w: Tensor, c_num: Tensor, generator: torch.Generator | None, candidates: int
+) -> tuple[Tensor, Tensor, Tensor]:
     r"""One Best-Fisher round for every element: signed proposal noise, envelope term, acceptance mask.
 
     With :math:`u_1 \in [-1, 1)` and :math:`a = \pi |u_1| / 2`, the proposal :math:`z = -\cos(2a)` has
@@ -76,24 +86,23 @@ def _propose(w: Tensor, c_num: Tensor, generator: torch.Generator | None) -> tup
     live), so :math:`c = \kappa(r - f) = c_{num} / D` with :math:`D = 1 + 2 w \sin^2 a`. Best & Fisher
     accept when :math:`c(2 - c) > u_2` or :math:`\log(c/u_2) + 1 - c \ge 0`; the first is a squeeze of the
     second, so the exact test :math:`u_2 \le c\,e^{1-c}` is used. The sign of :math:`u_1` is the sign of
-    the sample. For small rounds, ``candidates`` independent proposals per element are drawn and the first
-    accepted one is kept, which is the same as proposing them one after the other.
+    the sample. With ``candidates`` > 1, that many independent proposals per element are drawn and the
+    first accepted one is kept, which is the same as proposing them one after the other.
     Returns :math:`(u_1, D, \text{accept})`.
     """
-    m = w.numel()
-    candidates = min(8, -(-_ROUND_SIZE // max(m, 1)))
-    u = torch.rand((2, candidates, m), dtype=w.dtype, device=w.device, generator=generator)
-    one = _s(1.0, w)
-    u1 = u[0].mul_(_s(2.0, w)).sub_(one)
-    big_d = torch.abs(u1).mul_(_s(0.5 * _PI, w)).sin_()
-    big_d = big_d.mul_(big_d).mul_(w).mul_(_s(2.0, w)).add_(one)
+    m = two_w.numel()
+    u = torch.empty((2, candidates, m), dtype=two_w.dtype, device=two_w.device)
+    u1 = u[0].uniform_(-1.0, 1.0, generator=generator)
+    u2 = u[1].uniform_(generator=generator)
+    big_d = torch.mul(u1, _s(0.5 * _PI, u1)).sin_()  # sin^2 is even: the sign of u1 does not matter
+    big_d = big_d.mul_(big_d).mul_(two_w).add_(_s(1.0, u1))
     c = torch.div(c_num, big_d)
-    accept = torch.sub(one, c).exp_().mul_(c) >= u[1]
+    accept = torch.rsub(c, _s(1.0, c)).exp_().mul_(c) >= u2
     if candidates == 1:
         return u1[0], big_d[0], accept[0]
     # The first accepted candidate: the largest of accept * (candidates - index); argmax along this
     # dimension is two orders of magnitude slower than amax on CPU.
-    rank = torch.arange(candidates, 0, -1, dtype=torch.uint8, device=w.device).unsqueeze(1)
+    rank = torch.arange(candidates, 0, -1, dtype=torch.uint8, device=two_w.device).unsqueeze(1)
     best = accept.to(torch.uint8).mul_(rank).amax(0, keepdim=True)
     first = torch.sub(_s(candidates, best), best).clamp_(max=candidates - 1).long()
     return u1.gather(0, first)[0], big_d.gather(0, first)[0], best[0] > 0
@@ -104,28 +113,39 @@ def accepted_noise(kappa: Tensor, generator: torch.Generator | None = None) -> t
     (flattened), and the envelope term :math:`D = 1 + 2w\sin^2(\pi|u|/2)` it was accepted with.
 
     Vectorized: every round draws fresh proposals for the still-rejected entries only (at most about 1.5
-    proposals per sample on average). Runs in the dtype of ``kappa`` (float32 or float64), without
-    gradients, from ``generator`` (torch's global generator by default).
+    proposals per sample on average); on CPU the first round runs block by block, in cache. Runs in the
+    dtype of ``kappa`` (float32 or float64), without gradients, from ``generator`` (torch's global
+    generator by default).
     """
     with torch.no_grad():
         k = kappa.detach().reshape(-1)
-        w, c_num = _proposal_constants(k)
-        noise, big_d, accept = _propose(w, c_num, generator)
-        keep = accept.logical_not_().nonzero().squeeze(1)
-        rejected = keep
+        n = k.numel()
+        block = _CPU_BLOCK if k.device.type == "cpu" else max(n, 1)
+        candidates = _candidates(n)
+        noise, big_d = torch.empty_like(k), torch.empty_like(k)
+        rejected = torch.empty(n, dtype=torch.bool, device=k.device)
+        for lo in range(0, n, block):
+            hi = min(lo + block, n)
+            u1, d_round, accept = _propose(*_proposal_constants(k[lo:hi]), generator, candidates)
+            noise[lo:hi] = u1
+            big_d[lo:hi] = d_round
+            torch.logical_not(accept, out=rejected[lo:hi])
+        rejected = rejected.nonzero().squeeze(1)
+        two_w, c_num = _proposal_constants(k.index_select(0, rejected))
         while rejected.numel() > 0:
-            w, c_num = w.index_select(0, keep), c_num.index_select(0, keep)
-            u1, d_round, accept = _propose(w, c_num, generator)
+            u1, d_round, accept = _propose(two_w, c_num, generator, _candidates(rejected.numel()))
             # Written for all still-rejected entries: those rejected again are overwritten in a later round.
             noise.index_copy_(0, rejected, u1)
             big_d.index_copy_(0, rejected, d_round)
             keep = accept.logical_not_().nonzero().squeeze(1)
             rejected = rejected.index_select(0, keep)
+            two_w, c_num = two_w.index_select(0, keep), c_num.index_select(0, keep)
     return noise, big_d
 
 
 def sample_centred(kappa: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    r"""Draw :math:`x \sim \mathrm{vM}(0, \kappa)` in :math:`[-\pi, \pi]`, one per element of ``kappa``.
+    r"""Draw :math:`x \sim \mathrm{vM}(0, \kappa)` in :math:`[-\pi, \pi]`, one per element of ``kappa``
+    (:math:`|x|` at most the dtype's largest number below :math:`\pi`).
 
     :math:`x = \pm\arccos f` with :math:`1 - f = 2\cos^2 a / D`, evaluated as
     :math:`x = \pm 2 \arcsin(\cos a / \sqrt{D})`, accurate for tiny angles (large :math:`\kappa`), where
@@ -136,9 +156,19 @@ def sample_centred(kappa: Tensor, generator: torch.Generator | None = None) -> T
     if kappa.dtype not in (torch.float32, torch.float64):
         return sample_centred(kappa.float(), generator).to(kappa.dtype)
     noise, big_d = accepted_noise(kappa, generator)
-    a = torch.abs(noise).mul_(_s(0.5 * _PI, noise))
-    x = a.cos_().clamp_(min=0.0).mul_(big_d.rsqrt_()).asin_().mul_(_s(2.0, noise))
-    return x.copysign_(noise).reshape(kappa.shape)
+    n = noise.numel()
+    block = _CPU_BLOCK if noise.device.type == "cpu" else max(n, 1)
+    x = torch.empty_like(noise)
+    # |x| rounds to float32(pi) > pi when cos a / sqrt(D) rounds to 1 (about 1 in 10,000 samples for
+    # kappa <= 1): kept at the dtype's largest number below pi, where wrap_angle leaves it as it is.
+    top = largest_below_pi(noise.dtype)
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        u = noise[lo:hi]
+        xb = torch.mul(u, _s(0.5 * _PI, u)).cos_().clamp_(min=0.0)  # cos a: cos is even
+        xb = xb.mul_(big_d[lo:hi].rsqrt()).asin_().mul_(_s(2.0, u)).clamp_(max=top)
+        torch.copysign(xb, u, out=x[lo:hi])
+    return x.reshape(kappa.shape)
 
 
 def _beta(kappa: Tensor) -> Tensor:

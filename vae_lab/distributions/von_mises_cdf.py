@@ -119,21 +119,34 @@ def von_mises_cdf(x: Tensor, concentration: Tensor) -> Tensor:
 def _series_sums_by_horner(
     t: Tensor, d: Tensor, lam: Tensor, c1: Tensor, c2: Tensor, sigma: Tensor, n_terms: int
 ) -> tuple[Tensor, Tensor]:
-    """(sum_n rho~_n' t_n / n, sum_n rho_n) by backward recurrences (see :func:`_dtheta_series`), in place."""
-    r, e, v, dv, p = torch.zeros((5, *t.shape), dtype=t.dtype, device=t.device).unbind()
-    # e = (-1)^n dR~_n/dkappa: the alternating sign saves a negation per term. p = sum_n rho_n.
+    r"""(sum_n rho~_n' t_n / n, sum_n rho_n) by backward recurrences (see :func:`_dtheta_series`), in place.
+
+    Ten passes per term. With :math:`e_n = (-1)^n \tilde R'_n` (the alternating sign saves a negation per
+    term), every quantity that ends a step multiplied by :math:`\tilde R_n` is one row of a single buffer,
+    scaled in one operation: :math:`\hat e_n = \tilde R_n(e_{n+1} + (-1)^n 2n\sigma/\kappa^2)`,
+    :math:`e_n = \tilde R_n \hat e_n`, :math:`V'_n = \tilde R_n(V'_{n+1} + (-1)^n \hat e_n W_n)` with
+    :math:`W_n = t_n/n + V_{n+1}`, :math:`V_n = \tilde R_n W_n`, and
+    :math:`P_n = \sigma^n \sum_{m \ge n} \rho_m/\rho_{n-1} = \tilde R_n(\sigma^{n+1} + P_{n+1})`.
+    """
+    rows = torch.zeros((4, *t.shape), dtype=t.dtype, device=t.device)
+    dv, v, p, e = rows.unbind()
+    r = torch.zeros_like(t)
+    one = _s(1.0, t)
     for n in range(n_terms, 0, -1):
         sign = 1.0 if n % 2 == 0 else -1.0
         r.add_(c1, alpha=float(n)).reciprocal_()
-        e.add_(c2, alpha=sign * n).mul_(r).mul_(r)
-        v.add_(t, alpha=1.0 / n)
-        dv.mul_(r).addcmul_(e, v, value=sign)
-        v.mul_(r)
-        p.mul_(r).add_(r).mul_(sigma)
+        e.add_(c2, alpha=sign * n).mul_(r)  # e^_n
+        v.add_(t, alpha=1.0 / n)  # W_n
+        dv.addcmul_(e, v, value=sign)
+        if n % 2:
+            p.add_(one)
+        else:
+            p.add_(sigma)
+        rows.mul_(r)
         if n > 1:
             d.addcmul_(lam, t)
             t.add_(d)
-    return dv, p
+    return dv, p.mul_(sigma)
 
 
 def _dtheta_series(x: Tensor, kappa: Tensor, n_terms: int) -> Tensor:
@@ -231,6 +244,10 @@ _DTHETA_TERMS: dict[torch.dtype, tuple[int, ...]] = {
 # 2 sqrt(kappa) |sin(x/2)| above 3.5 (about 5 in 10,000 samples) are evaluated again in float64.
 _F32_TAIL_KAPPA = (2.0, 50.0)
 _F32_TAIL_DEVIATION = 3.5
+_F32_TAIL_BUCKET = 2 + int(math.log2(_F32_TAIL_KAPPA[0]))  # the first bucket that can hold such elements
+# On CPU every group is evaluated in blocks of this many elements, so that the dozen or so buffers of the
+# recurrence stay in cache (about 4x faster than streaming each of its passes through memory).
+_CPU_BLOCK = 1 << 15
 
 
 # Fixed cost of one tensor operation, in units of the cost of one element of it (about 2 us against
@@ -304,32 +321,44 @@ def von_mises_dz_dconcentration(x: Tensor, concentration: Tensor) -> Tensor:
         return _dtheta_series(xs, ks, n_terms)
 
     if len(groups) == 1:
-        first, _, n_terms = groups[0]
-        out = evaluate(x_flat, k_flat, first, n_terms)
+        order, xs, ks = None, x_flat, k_flat
     else:
         order = torch.sort(which, stable=True).indices  # stable: a reproducible permutation
         xs = x_flat.index_select(0, order)
         ks = k_flat.index_select(0, order)
-        res = torch.empty_like(xs)
-        offsets = [0]
-        for c in counts:
-            offsets.append(offsets[-1] + c)
-        for first, stop, n_terms in groups:
-            lo, hi = offsets[first], offsets[stop]
+    res = torch.empty_like(xs)
+    offsets = [0]
+    for c in counts:
+        offsets.append(offsets[-1] + c)
+    block = _CPU_BLOCK if x.device.type == "cpu" else n
+    far = torch.zeros(-(-n // 8) * 8, dtype=torch.bool, device=x.device) if dtype == torch.float32 else None
+    for first, stop, n_terms in groups:
+        for lo in range(offsets[first], offsets[stop], block):
+            hi = min(lo + block, offsets[stop])
             res[lo:hi] = evaluate(xs[lo:hi], ks[lo:hi], first, n_terms)
-        out = torch.empty_like(x_flat).index_copy_(0, order, res)
-    if dtype == torch.float32:
-        _refine_far_tail(x_flat, k_flat, out)
+            if far is not None and stop > _F32_TAIL_BUCKET:
+                far[lo:hi] = _far_tail(xs[lo:hi], ks[lo:hi])
+    if far is not None and (idx := _rare_nonzero(far)).numel():  # evaluated again in float64
+        exact = von_mises_dz_dconcentration(
+            xs.index_select(0, idx).double(), ks.index_select(0, idx).double()
+        )
+        res.index_copy_(0, idx, exact.to(dtype))
+    out = res if order is None else torch.empty_like(x_flat).index_copy_(0, order, res)
     return out.reshape(x.shape)
 
 
-def _refine_far_tail(x: Tensor, kappa: Tensor, out: Tensor) -> None:
-    """Evaluate again in float64, in place in ``out``, the float32 elements where the series cancels."""
+def _rare_nonzero(mask: Tensor) -> Tensor:
+    """``mask.nonzero()`` (1-d, length a multiple of 8) for a mostly false mask: the nonzero 8-byte words
+    first, then the set bytes in them (ten times faster than ``nonzero`` on CPU when few are set)."""
+    words = mask.view(torch.int64).nonzero().squeeze(1).mul_(8)
+    candidates = words.unsqueeze(1).add(torch.arange(8, device=mask.device)).reshape(-1)
+    return candidates.masked_select(mask.index_select(0, candidates))
+
+
+def _far_tail(x: Tensor, kappa: Tensor) -> Tensor:
+    r"""Mask of the float32 elements to evaluate again in float64: :math:`2 \le \kappa < 50` and a
+    deviation :math:`2\sqrt\kappa|\sin(x/2)| > 3.5`, tested as :math:`\kappa\sin^2(x/2) > 3.5^2/4`."""
     lo, hi = _F32_TAIL_KAPPA
-    deviation = torch.mul(x, _s(0.5, x)).sin_().abs_().mul_(kappa.sqrt()).mul_(_s(2.0, x))
-    far = ((deviation > _F32_TAIL_DEVIATION) & (kappa >= lo) & (kappa < hi)).nonzero().squeeze(1)
-    if far.numel():
-        exact = von_mises_dz_dconcentration(
-            x.index_select(0, far).double(), kappa.index_select(0, far).double()
-        )
-        out.index_copy_(0, far, exact.to(out.dtype))
+    s2k = torch.mul(x, _s(0.5, x)).sin_()
+    s2k = s2k.mul_(s2k).mul_(kappa)
+    return (s2k > 0.25 * _F32_TAIL_DEVIATION**2).logical_and_(kappa >= lo).logical_and_(kappa < hi)
