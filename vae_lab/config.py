@@ -6,10 +6,13 @@ import os
 import warnings
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.utils import get_class
 from omegaconf import OmegaConf
-from torch.distributions import Distribution
+
+if TYPE_CHECKING:  # the CLI imports this module; torch is for the commands that train (tests/test_startup.py)
+    from torch.distributions import Distribution
 
 
 def _conf_dir() -> Path:
