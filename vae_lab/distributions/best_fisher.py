@@ -67,8 +67,8 @@ def _proposal_constants(kappa: Tensor) -> tuple[Tensor, Tensor]:
 # Below this many entries a round proposes several candidates per entry at once (up to 8), so that small
 # batches need about two rounds instead of about ten: the cost there is per operation, not per number.
 _ROUND_SIZE = 1 << 16
-# On CPU the first round runs in blocks of this many entries, so that its buffers stay in cache.
-_CPU_BLOCK = 1 << 15
+# On CPU the first round runs in blocks of this many entries, so that its buffers stay in the caches.
+_CPU_BLOCK = 1 << 17
 
 
 def _candidates(m: int) -> int:
@@ -122,16 +122,16 @@ def accepted_noise(kappa: Tensor, generator: torch.Generator | None = None) -> t
         n = k.numel()
         block = _CPU_BLOCK if k.device.type == "cpu" else max(n, 1)
         candidates = _candidates(n)
-        noise, big_d = torch.empty_like(k), torch.empty_like(k)
+        noise, big_d, all_two_w, all_c_num = torch.empty((4, n), dtype=k.dtype, device=k.device).unbind()
         rejected = torch.empty(n, dtype=torch.bool, device=k.device)
         for lo in range(0, n, block):
             hi = min(lo + block, n)
-            u1, d_round, accept = _propose(*_proposal_constants(k[lo:hi]), generator, candidates)
-            noise[lo:hi] = u1
-            big_d[lo:hi] = d_round
+            two_w, c_num = _proposal_constants(k[lo:hi])
+            u1, d_round, accept = _propose(two_w, c_num, generator, candidates)
+            noise[lo:hi], big_d[lo:hi], all_two_w[lo:hi], all_c_num[lo:hi] = u1, d_round, two_w, c_num
             torch.logical_not(accept, out=rejected[lo:hi])
         rejected = rejected.nonzero().squeeze(1)
-        two_w, c_num = _proposal_constants(k.index_select(0, rejected))
+        two_w, c_num = all_two_w.index_select(0, rejected), all_c_num.index_select(0, rejected)
         while rejected.numel() > 0:
             u1, d_round, accept = _propose(two_w, c_num, generator, _candidates(rejected.numel()))
             # Written for all still-rejected entries: those rejected again are overwritten in a later round.
