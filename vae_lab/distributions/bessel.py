@@ -72,6 +72,16 @@ def scalar_like(value: float, like: Tensor) -> Tensor:
     return _scalar(value, like.dtype, like.device)
 
 
+def cpu_block_size(like: Tensor, n: int, block: int) -> int:
+    """Elements per block for an elementwise pipeline over ``n`` elements: ``block`` on a CPU running one
+    thread (the blocks' buffers then stay in cache), else all ``n`` at once: on a GPU blocks only add
+    launches, and with several CPU threads every operation on a block would wait for all of them (on a
+    machine shared with other jobs, for a descheduled one: 20x slower on two busy cores)."""
+    if like.device.type == "cpu" and torch.get_num_threads() == 1:
+        return block
+    return max(n, 1)
+
+
 def horner(y: Tensor, coefs: tuple[float, ...]) -> Tensor:
     """sum_j coefs[j] y^j by Horner's rule (at least two coefficients)."""
     out = torch.mul(y, scalar_like(coefs[-1], y)).add_(scalar_like(coefs[-2], y))

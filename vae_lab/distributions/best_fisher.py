@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from vae_lab.distributions.angles import largest_below_pi
-from vae_lab.distributions.bessel import log_i0e, scalar_like
+from vae_lab.distributions.bessel import cpu_block_size, log_i0e, scalar_like
 
 __all__ = ["accepted_noise", "proposal_path", "sample_centred"]
 
@@ -67,7 +67,7 @@ def _proposal_constants(kappa: Tensor) -> tuple[Tensor, Tensor]:
 # Below this many entries a round proposes several candidates per entry at once (up to 8), so that small
 # batches need about two rounds instead of about ten: the cost there is per operation, not per number.
 _ROUND_SIZE = 1 << 16
-# On CPU the first round runs in blocks of this many entries, so that its buffers stay in the caches.
+# On a CPU running one thread the first round runs in blocks of this many entries (cpu_block_size).
 _CPU_BLOCK = 1 << 17
 
 
@@ -113,23 +113,28 @@ def accepted_noise(kappa: Tensor, generator: torch.Generator | None = None) -> t
     (flattened), and the envelope term :math:`D = 1 + 2w\sin^2(\pi|u|/2)` it was accepted with.
 
     Vectorized: every round draws fresh proposals for the still-rejected entries only (at most about 1.5
-    proposals per sample on average); on CPU the first round runs block by block, in cache. Runs in the
-    dtype of ``kappa`` (float32 or float64), without gradients, from ``generator`` (torch's global
-    generator by default).
+    proposals per sample on average); on a CPU running one thread the first round runs block by block.
+    Runs in the dtype of ``kappa`` (float32 or float64), without gradients, from ``generator`` (torch's
+    global generator by default).
     """
     with torch.no_grad():
         k = kappa.detach().reshape(-1)
         n = k.numel()
-        block = _CPU_BLOCK if k.device.type == "cpu" else max(n, 1)
+        block = cpu_block_size(k, n, _CPU_BLOCK)
         candidates = _candidates(n)
-        noise, big_d, all_two_w, all_c_num = torch.empty((4, n), dtype=k.dtype, device=k.device).unbind()
-        rejected = torch.empty(n, dtype=torch.bool, device=k.device)
-        for lo in range(0, n, block):
-            hi = min(lo + block, n)
-            two_w, c_num = _proposal_constants(k[lo:hi])
-            u1, d_round, accept = _propose(two_w, c_num, generator, candidates)
-            noise[lo:hi], big_d[lo:hi], all_two_w[lo:hi], all_c_num[lo:hi] = u1, d_round, two_w, c_num
-            torch.logical_not(accept, out=rejected[lo:hi])
+        if block >= n:
+            all_two_w, all_c_num = _proposal_constants(k)
+            noise, big_d, accept = _propose(all_two_w, all_c_num, generator, candidates)
+            rejected = accept.logical_not_()
+        else:
+            noise, big_d, all_two_w, all_c_num = torch.empty((4, n), dtype=k.dtype, device=k.device).unbind()
+            rejected = torch.empty(n, dtype=torch.bool, device=k.device)
+            for lo in range(0, n, block):
+                hi = min(lo + block, n)
+                two_w, c_num = _proposal_constants(k[lo:hi])
+                u1, d_round, accept = _propose(two_w, c_num, generator, candidates)
+                noise[lo:hi], big_d[lo:hi], all_two_w[lo:hi], all_c_num[lo:hi] = u1, d_round, two_w, c_num
+                torch.logical_not(accept, out=rejected[lo:hi])
         rejected = rejected.nonzero().squeeze(1)
         two_w, c_num = all_two_w.index_select(0, rejected), all_c_num.index_select(0, rejected)
         while rejected.numel() > 0:
@@ -157,7 +162,7 @@ def sample_centred(kappa: Tensor, generator: torch.Generator | None = None) -> T
         return sample_centred(kappa.float(), generator).to(kappa.dtype)
     noise, big_d = accepted_noise(kappa, generator)
     n = noise.numel()
-    block = _CPU_BLOCK if noise.device.type == "cpu" else max(n, 1)
+    block = cpu_block_size(noise, n, _CPU_BLOCK)
     x = torch.empty_like(noise)
     # |x| rounds to float32(pi) > pi when cos a / sqrt(D) rounds to 1 (about 1 in 10,000 samples for
     # kappa <= 1): kept at the dtype's largest number below pi, where wrap_angle leaves it as it is.

@@ -18,12 +18,13 @@ evaluated again in float64 (about 5 in 10,000 samples).
 
 Accuracy of :math:`\partial z/\partial\kappa` against 30-digit quadrature, measured on a grid of 24
 quantiles out to 6 standard deviations either side of the mode for :math:`\kappa` from 1e-3 to 1e3 (the
-posterior head's range) and both sides of every switch: relative error at most 3e-5 in float32 (largest
-on both sides of the switch, 10.5; below 2e-5 elsewhere) and 3e-6 in float64 (Hill's normal approximation just
-above :math:`\kappa = 50`; below 1e-8 elsewhere). The series derivative needs no Bessel function calls,
-keeps relative accuracy as :math:`x \to 0` and :math:`x \to \pm\pi`, and runs with a number of terms chosen
-per group of concentrations (the elements are grouped by one stable sort of their group numbers), on CPU
-in blocks small enough for its dozen buffers to stay in cache.
+posterior head's range) and both sides of every switch: relative error at most 3e-5 in float32
+(largest on both sides of the switch, 10.5; below 2e-5 elsewhere) and 3e-6 in float64 (Hill's normal
+approximation just above :math:`\kappa = 50`; below 1e-8 elsewhere). The series derivative needs no
+Bessel function calls, keeps relative accuracy as :math:`x \to 0` and :math:`x \to \pm\pi`, and runs
+with a number of terms chosen per group of concentrations (the elements are grouped by one stable sort
+of their group numbers), on a CPU running one thread in blocks small enough for its dozen buffers to
+stay in cache.
 
 Reference:
     G. W. Hill. Algorithm 518: Incomplete Bessel function I0. The von Mises distribution. ACM
@@ -38,7 +39,12 @@ import struct
 import torch
 from torch import Tensor
 
-from vae_lab.distributions.bessel import asymptotic_i0e_and_complement, scalar_like, series_switch
+from vae_lab.distributions.bessel import (
+    asymptotic_i0e_and_complement,
+    cpu_block_size,
+    scalar_like,
+    series_switch,
+)
 
 __all__ = ["von_mises_cdf", "von_mises_dz_dconcentration"]
 
@@ -247,8 +253,9 @@ _DTHETA_TERMS: dict[torch.dtype, tuple[int, ...]] = {
 _F32_TAIL_KAPPA = (2.0, 50.0)
 _F32_TAIL_DEVIATION = 3.5
 _F32_TAIL_BUCKET = 2 + int(math.log2(_F32_TAIL_KAPPA[0]))  # the first bucket that can hold such elements
-# On CPU every group is evaluated in blocks of this many elements, so that the dozen or so buffers of the
-# recurrence stay in cache (about 4x faster than streaming each of its passes through memory).
+# On a CPU running one thread every group is evaluated in blocks of this many elements (cpu_block_size), so
+# that the dozen or so buffers of the recurrence stay in cache: about 2x faster than streaming each of its
+# passes through memory (1e6 samples, kappa = 2).
 _CPU_BLOCK = 1 << 15
 
 
@@ -297,7 +304,7 @@ def von_mises_dz_dconcentration(x: Tensor, concentration: Tensor) -> Tensor:
     deviations (normal-equivalent levels) at concentrations from 1e-3 to 1e3: relative error at most
     3e-5 in float32 and 3e-6 in float64 (``tests/distributions/test_von_mises.py``). The elements are
     grouped by one sort of their bucket numbers, evaluated on contiguous slices (in blocks of
-    ``_CPU_BLOCK`` on CPU) and scattered back.
+    ``_CPU_BLOCK`` on a CPU running one thread) and scattered back.
     """
     dtype = x.dtype
     if dtype not in (torch.float32, torch.float64):
@@ -333,7 +340,7 @@ def von_mises_dz_dconcentration(x: Tensor, concentration: Tensor) -> Tensor:
     offsets = [0]
     for c in counts:
         offsets.append(offsets[-1] + c)
-    block = _CPU_BLOCK if x.device.type == "cpu" else n
+    block = cpu_block_size(x, n, _CPU_BLOCK)
     far = torch.zeros(-(-n // 8) * 8, dtype=torch.bool, device=x.device) if dtype == torch.float32 else None
     for first, stop, n_terms in groups:
         if n_terms is not None:  # the terms that the group's largest concentration needs
