@@ -18,6 +18,7 @@ rounding, on the same machine).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -60,13 +61,21 @@ def score(
     torch's global generator, seeded with ``seed`` right before the loop; the batches of
     ``datamodule.split_dataloader(split)`` come in a fixed order. So the numbers depend on the weights,
     the data, the seed and the settings only, not on what ran in the process before.
+
+    The loop runs on all the cores the job has (``set_threads(None)``: a joblib job's share, a Ray job's
+    CPUs; a DDP rank keeps its own), whatever ``threads`` the training used, and restores them after.
     """
     import pytorch_lightning as pl  # here: the CLI imports this module before Hydra sets up logging
     import torch
 
+    from vae_lab.build import set_threads
+
     check(split in SPLITS, "split", f"one of {', '.join(SPLITS)}", split)
     model.test_split = split
     pl.seed_everything(seed, workers=True, verbose=False)
+    threads = torch.get_num_threads()
+    if trainer.world_size == 1:  # the IW NLL's large products use every core the job has (not DDP ranks)
+        set_threads(None)
     try:
         if split == "test":  # through the data module's hooks, as a run's own test phase always did
             trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
@@ -75,6 +84,7 @@ def score(
             trainer.test(model, dataloaders=loader, ckpt_path=ckpt_path, verbose=False)
     finally:
         model.test_split = "test"
+        torch.set_num_threads(threads)
     return {
         k: float(v)
         for k, v in sorted(trainer.callback_metrics.items())
@@ -92,13 +102,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     configure_torch(cfg)
     datamodule, model = build(cfg)
+    bar = _progress_bar()
     trainer = instantiate_key(
         cfg,
         "trainer",
         logger=False,
-        callbacks=[],
+        callbacks=[bar] if bar is not None else [],
         enable_checkpointing=False,
-        enable_progress_bar=False,
+        enable_progress_bar=bar is not None,
         enable_model_summary=False,
         precision=f"{cfg.precision}-true",
     )
@@ -128,6 +139,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     print(table(result))
     print(f"vae-lab eval: {RESULT} in {out_dir}")
     return result
+
+
+def _progress_bar() -> Any:
+    """The test loop's progress: a bar that moves every batch where the output is a terminal; in a sweep,
+    lines in eval.log (:mod:`vae_lab.runs.progress`); None (quiet) where the output is piped, as in tests."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from vae_lab.runs.progress import progress_bar
+
+    sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if not sweep and not sys.stdout.isatty():
+        return None
+    return progress_bar(refresh_rate=1)
 
 
 def table(result: dict[str, Any]) -> str:

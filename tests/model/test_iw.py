@@ -185,3 +185,16 @@ def test_memory_does_not_grow_with_k_at_a_fixed_chunk(family):
     unchunked_small, unchunked_large = held_memory(model, x, 50, 50), held_memory(model, x, 1000, 1000)
     assert unchunked_large.peak > 4 * unchunked_small.peak
     assert unchunked_large.largest > 4 * unchunked_small.largest
+
+
+def test_the_mnist_preset_scores_the_whole_test_set_in_bounded_chunks():
+    from hydra import compose, initialize_config_dir
+
+    from vae_lab.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=figurnov2018/vae_mnist"])
+    assert cfg.trainer.get("limit_test_batches") in (None, 1.0)  # all 10,000 test images
+    assert cfg.model.iw_samples == 5000
+    # one chunk of logits: iw_chunk x eval_batch_size x 784 float32 values, at most 32 MiB
+    assert cfg.model.iw_chunk * cfg.data.eval_batch_size * 784 * 4 <= 32 * 2**20

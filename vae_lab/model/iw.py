@@ -135,16 +135,22 @@ class TensorPeak(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
         out = func(*args, **(kwargs or {}))
+        tensors = [
+            t for t in tree_leaves((args, kwargs)) if isinstance(t, Tensor) and t.device.type != "meta"
+        ]
+        inputs = {t.untyped_storage().data_ptr() for t in tensors}
         for t in tree_leaves(out):
             if isinstance(t, Tensor) and t.device.type != "meta":
-                self._record(t)
+                self._record(t, inputs)
         return out
 
-    def _record(self, t: Tensor) -> None:
+    def _record(self, t: Tensor, inputs: set[int]) -> None:
         storage = t.untyped_storage()
         address, size = storage.data_ptr(), storage.nbytes()
-        self.largest = max(self.largest, size)
         holder = self._holders.get(address)
+        if holder is None and address in inputs:
+            return  # a view of, or an in-place result on, a tensor made before (a slice of the data)
+        self.largest = max(self.largest, size)
         if holder is None:
             holder = self._holders[address] = [size, 0]
             self.live += size

@@ -24,7 +24,26 @@ def progress_bar(refresh_rate: int = 20, log_every_n_steps: int = 100) -> Progre
 
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         return LogProgress(log_every_n_steps if refresh_rate else 0)
-    return TQDMProgressBar(refresh_rate=refresh_rate)
+    return TQDMBar(refresh_rate=refresh_rate)
+
+
+class TQDMBar(TQDMProgressBar):
+    """Lightning's TQDM bar, whose test bar moves on every batch whatever ``refresh_rate`` (a test batch,
+    with its importance-weighted NLL from thousands of samples, takes seconds, not milliseconds);
+    ``refresh_rate=0`` still draws nothing."""
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self.is_enabled and not self.test_progress_bar.disable:
+            self.test_progress_bar.n = batch_idx + 1
+            self.test_progress_bar.refresh()
 
 
 class LogProgress(ProgressBar):
@@ -38,6 +57,7 @@ class LogProgress(ProgressBar):
         self._enabled = True
         self._started = time.monotonic()
         self._start_step = 0
+        self._test_started = time.monotonic()
 
     def disable(self) -> None:
         self._enabled = False
@@ -56,6 +76,21 @@ class LogProgress(ProgressBar):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._enabled and not trainer.sanity_checking:
             self._write(trainer, pl_module, "validated")
+
+    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        """A line every tenth of the test loop (its batches take seconds with a large K). ``args``:
+        outputs, batch, batch_idx and, with several dataloaders, dataloader_idx."""
+        batch_idx, dataloader_idx = args[2], (args[3] if len(args) > 3 else 0)
+        batches = trainer.num_test_batches
+        total = batches[dataloader_idx] if isinstance(batches, list) else batches
+        every = max(1, int(total) // 10) if total != float("inf") else 1
+        done = batch_idx + 1
+        if self._enabled and self.every_n_steps and (done % every == 0 or done == total):
+            split = getattr(pl_module, "test_split", "test")
+            log.info("%s: batch %d/%s, %.0f s", split, done, total, time.monotonic() - self._test_started)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._test_started = time.monotonic()
 
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, what: str) -> None:
         elapsed = time.monotonic() - self._started
