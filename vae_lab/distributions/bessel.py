@@ -76,7 +76,7 @@ def cpu_block_size(like: Tensor, n: int, block: int) -> int:
     """Elements per block for an elementwise pipeline over ``n`` elements: ``block`` on a CPU running one
     thread (the blocks' buffers then stay in cache), else all ``n`` at once: on a GPU blocks only add
     launches, and with several CPU threads every operation on a block would wait for all of them (on a
-    machine shared with other jobs, for a descheduled one: 20x slower on two busy cores)."""
+    machine shared with other jobs, for a descheduled one: 10 to 20 times slower on two busy cores)."""
     if like.device.type == "cpu" and torch.get_num_threads() == 1:
         return block
     return max(n, 1)
