@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +97,29 @@ def test_digits_read_without_sklearn_are_sklearn_s_digits():
     assert target.dtype == bunch.target.dtype and np.array_equal(target, bunch.target)
     levels[:] = -1  # a copy: the next caller still gets the digits
     assert np.array_equal(load_digits_arrays()[0], bunch.data)
+
+
+def test_joblib_sweep_with_warm_workers_logs_as_before(tmp_path):
+    """The workers that JoblibWarmStart starts import Lightning before Hydra sets up a job's logging:
+    Lightning's records still go to each job's train.log, not to the console."""
+    sweep = tmp_path / "sweep"
+    args = ["train", "-m", "seed=0,1", "+debug=fast", "test=false", "hydra/launcher=joblib"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("vae-lab")),
+            *args,
+            "hydra.launcher.n_jobs=2",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "all 2 jobs completed" in done.stdout + done.stderr
+    assert "Trainer.fit" not in done.stdout + done.stderr
+    for job in ("0", "1"):
+        assert "`Trainer.fit` stopped" in (sweep / job / "train.log").read_text()

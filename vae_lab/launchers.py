@@ -25,14 +25,19 @@ starts Ray itself with what the launcher would pass, plus:
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
+import threading
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 RAY_LAUNCHER = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+
+log = logging.getLogger("vae_lab.launchers")
 
 
 def ray_job_cpus() -> int | None:
@@ -87,3 +92,46 @@ def _only_this_machine(ray: Any) -> bool:
     """Whether every live node of the Ray instance is this machine (then the stop file reaches each job)."""
     here = ray.util.get_node_ip_address()
     return all(node.get("NodeManagerAddress") == here for node in ray.nodes() if node.get("Alive"))
+
+
+class JoblibWarmStart(Callback):
+    """Hydra callback: with ``hydra/launcher=joblib``, start joblib's workers when the sweep starts and
+    have each import what a job imports (torch, Lightning: seconds), while the main process still
+    composes and checks the jobs' configs; the launcher then finds them running (joblib reuses workers
+    started with the same arguments) and its jobs start at once. Does nothing with other launchers."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.launcher.get("_target_") != JOBLIB_LAUNCHER:
+            return
+        from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+
+        joblib_cfg = OmegaConf.to_container(config.hydra.launcher, resolve=True)
+        assert isinstance(joblib_cfg, dict)
+        joblib_cfg.pop("_target_", None)
+        joblib_cfg["backend"] = "loky"  # as the launcher's own launch() sets them
+        process_joblib_cfg(joblib_cfg)
+        threading.Thread(target=_warm_workers, args=(joblib_cfg,), daemon=True).start()
+
+
+def _warm_workers(joblib_cfg: dict[str, Any]) -> None:
+    from joblib import Parallel, cpu_count, delayed
+
+    n_jobs = int(joblib_cfg.get("n_jobs") or 1)
+    workers = n_jobs if n_jobs > 0 else max(1, cpu_count() + 1 + n_jobs)
+    try:
+        Parallel(**joblib_cfg)(delayed(warm_worker)() for _ in range(workers))
+    except Exception:  # noqa: BLE001 - only a head start: the jobs import what they need themselves
+        log.debug("joblib workers not warmed", exc_info=True)
+
+
+def warm_worker() -> None:
+    """Runs in a joblib worker: the imports of a `vae-lab train` job. Lightning, imported where the root
+    logger has no handler yet (Hydra sets up a job's logging later), would print its records itself and
+    keep them from the job's train.log; a placeholder handler keeps them going to the root logger."""
+    root, placeholder = logging.getLogger(), logging.NullHandler()
+    root.addHandler(placeholder)
+    try:
+        import vae_lab.cli  # noqa: F401  (the task's module)
+        import vae_lab.train  # noqa: F401
+    finally:
+        root.removeHandler(placeholder)
