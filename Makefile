@@ -65,15 +65,16 @@ reproduce-vae-mnist: install
 SEED1 ?= 0
 OLD_CLIP := model.posterior.min_concentration=0.1 model.prior.min_alpha=0.1
 LDA := experiment=figurnov2018/lda_20news
+LDA_DIR = $(REPRO_DIR)/lda_20news
 reproduce-lda: install
-	@status=0; d=$(REPRO_DIR)/lda_20news; \
-	$(SWEEP) hydra.sweep.dir=$$d/implicit $(LDA) estimator=implicit seed=$(SEEDS) $(ARGS) || status=1; \
-	$(SWEEP) hydra.sweep.dir=$$d/rsvi $(LDA) estimator=rsvi model.estimator.B=1,20 seed=$(SEEDS) $(ARGS) || status=1; \
-	$(SWEEP) hydra.sweep.dir=$$d/rsvi_one_seed $(LDA) estimator=rsvi model.estimator.B=5,10 seed=$(SEED1) $(ARGS) || status=1; \
-	$(SWEEP) hydra.sweep.dir=$$d/score $(LDA) estimator=score seed=$(SEED1) $(ARGS) || status=1; \
-	$(SWEEP) hydra.sweep.dir=$$d/old_clip_implicit $(LDA) $(OLD_CLIP) estimator=implicit seed=$(SEED1) $(ARGS) || status=1; \
-	$(SWEEP) hydra.sweep.dir=$$d/old_clip_rsvi $(LDA) $(OLD_CLIP) estimator=rsvi model.estimator.B=20 seed=$(SEED1) $(ARGS) || status=1; \
-	$(VAE_LAB) report $$d/implicit $$d/rsvi $$d/rsvi_one_seed $$d/score $$d/old_clip_implicit $$d/old_clip_rsvi --out $$d || status=1; \
+	@status=0; \
+	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/implicit $(LDA) estimator=implicit seed=$(SEEDS) $(ARGS) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/rsvi $(LDA) estimator=rsvi model.estimator.B=1,20 seed=$(SEEDS) $(ARGS) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/rsvi_one_seed $(LDA) estimator=rsvi model.estimator.B=5,10 seed=$(SEED1) $(ARGS) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/score $(LDA) estimator=score seed=$(SEED1) $(ARGS) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/old_clip_implicit $(LDA) $(OLD_CLIP) estimator=implicit seed=$(SEED1) $(ARGS) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/old_clip_rsvi $(LDA) $(OLD_CLIP) estimator=rsvi model.estimator.B=20 seed=$(SEED1) $(ARGS) || status=1; \
+	$(VAE_LAB) report $(LDA_DIR)/implicit $(LDA_DIR)/rsvi $(LDA_DIR)/rsvi_one_seed $(LDA_DIR)/score $(LDA_DIR)/old_clip_implicit $(LDA_DIR)/old_clip_rsvi --out $(LDA_DIR) || status=1; \
 	exit $$status
 
 reproduce-toy-variance: install

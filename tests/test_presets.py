@@ -182,20 +182,54 @@ def test_make_reproduce_vae_mnist_composes(tmp_path):
 
 def test_make_reproduce_lda_composes(tmp_path):
     commands = make_commands(
-        "reproduce-lda", f"REPRO_DIR={tmp_path}", "SEEDS=0,1", "ARGS=trainer.max_steps=10"
+        "reproduce-lda", f"REPRO_DIR={tmp_path}", "SEEDS=0,1", "SEED1=3", "ARGS=trainer.max_steps=10"
     )
-    assert [c[0] for c in commands] == ["train", "train", "train", "report"]
+    assert [c[0] for c in commands] == ["train"] * 6 + ["report"]
     dirs, settings = [], []
-    for train in commands[:3]:
+    for train in commands[:6]:
         assert "-m" in train and "hydra/launcher=joblib" in train
         overrides = _check_hydra_command(train, "trainer.max_steps=10")
-        assert "experiment=figurnov2018/lda_20news" in overrides and "seed=0,1" in overrides
-        settings.append(" ".join(o for o in overrides if o.startswith(("estimator", "model.estimator"))))
+        assert "experiment=figurnov2018/lda_20news" in overrides
+        keep = ("estimator", "model.estimator", "seed=", "model.posterior.min_", "model.prior.min_")
+        settings.append(" ".join(o for o in overrides if o.startswith(keep)))
         dirs.append(_sweep_dir(overrides))
-    assert settings == ["estimator=implicit", "estimator=rsvi model.estimator.B=1,5,10,20", "estimator=score"]
-    assert len(set(dirs)) == 3
-    report = commands[3]
-    assert report[1:4] == dirs and report[4:] == ["--out", str(tmp_path / "lda_20news")]
+    old_clip = "model.posterior.min_concentration=0.1 model.prior.min_alpha=0.1"
+    assert settings == [
+        "estimator=implicit seed=0,1",  # three seeds by default (SEEDS=0,1,2)
+        "estimator=rsvi model.estimator.B=1,20 seed=0,1",
+        "estimator=rsvi model.estimator.B=5,10 seed=3",  # one seed
+        "estimator=score seed=3",
+        f"{old_clip} estimator=implicit seed=3",  # the earlier preset's clip, for comparison
+        f"{old_clip} estimator=rsvi model.estimator.B=20 seed=3",
+    ]
+    assert len(set(dirs)) == 6
+    report = commands[6]
+    assert report[1:7] == dirs and report[7:] == ["--out", str(tmp_path / "lda_20news")]
+    cfg = compose_config("train", ["experiment=figurnov2018/lda_20news"])
+    assert (cfg.model.posterior.min_concentration, cfg.model.prior.min_alpha) == (1e-3, 1e-3)  # the paper's
+
+
+def test_vae_mnist_trains_to_convergence_with_early_stopping_on_val_elbo():
+    cfg = compose_config("train", ["experiment=figurnov2018/vae_mnist"])
+    stop = cfg.callbacks.early_stopping
+    assert stop._target_ == "pytorch_lightning.callbacks.EarlyStopping"
+    assert (stop.monitor, stop.mode, stop.patience) == ("val/elbo", "max", 20)
+    assert cfg.trainer.max_epochs >= 200  # a cap, not the budget
+
+
+def test_early_stopping_ends_a_run_whose_val_elbo_stops_improving(cli):
+    proc = cli(
+        "train",
+        "callbacks=[default,early_stopping]",
+        "callbacks.early_stopping.patience=1",
+        "callbacks.early_stopping.min_delta=1000",  # no validation improves by 1000 nats
+        "trainer.max_epochs=30",
+        "test=false",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = Path(cli.cwd).glob("outputs/*/*/summary.json")
+    summary = json.loads(path.read_text())
+    assert summary["status"] == "completed" and summary["epochs"] == 2, summary
 
 
 def test_make_reproduce_toy_variance_composes(tmp_path):

@@ -29,6 +29,7 @@ from vae_lab.build import build, configure_torch, instantiate_key
 from vae_lab.distributed import global_rank
 from vae_lab.errors import check
 from vae_lab.eval import score
+from vae_lab.runs.callback_group import group_callbacks
 from vae_lab.runs.checkpoints import ResumePoint, stopped
 from vae_lab.runs.locate import completed_run
 from vae_lab.runs.signals import Interrupted, StopSignals
@@ -91,8 +92,12 @@ def train(cfg: DictConfig) -> float:
             ]
             if rank == 0:
                 start.trim_logs(loggers, run_dir)
-            trainer = instantiate_key(
-                cfg, "trainer", logger=loggers, callbacks=callbacks, precision=f"{cfg.precision}-true"
+            trainer = instantiate_key(  # probes and views in one group: fewer hook calls per step
+                cfg,
+                "trainer",
+                logger=loggers,
+                callbacks=group_callbacks(callbacks),
+                precision=f"{cfg.precision}-true",
             )
             if rank == 0:
                 _log_hparams(loggers, _flat_hparams(cfg))

@@ -221,10 +221,11 @@ class VAE(pl.LightningModule):
         which skips the closure and the hooks of Lightning's automatic loop (zero_grad, backward and step
         wrapped per step); the step is the same computation in the same order. Gradient clipping
         (``trainer.gradient_clip_val``) and accumulation (``trainer.accumulate_grad_batches``) are
-        Lightning's automatic features: with either set, the automatic loop runs instead."""
+        Lightning's automatic features: with either set, the automatic loop runs instead. Outside a
+        Trainer, ``training_step`` only returns the loss."""
         trainer = self._trainer
         if trainer is None:
-            return False
+            return True
         return bool(trainer.gradient_clip_val) or trainer.accumulate_grad_batches != 1
 
     @automatic_optimization.setter

@@ -27,6 +27,7 @@ from vae_lab.errors import check
 from vae_lab.probes.grad_variance import GradientVarianceProbe
 from vae_lab.probes.images import _tensorboard
 from vae_lab.probes.moments import parameter_groups
+from vae_lab.runs.callback_group import members
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class ScalarLayout(pl.Callback):
         writer = _tensorboard(trainer)
         if not self.enabled or self.layout is not None or writer is None or not trainer.is_global_zero:
             return
-        probes = [c for c in trainer.callbacks if isinstance(c, GradientVarianceProbe) and c.enabled]
+        probes = [c for c in members(trainer.callbacks) if isinstance(c, GradientVarianceProbe) and c.enabled]
         groups = list(parameter_groups(pl_module)) if probes else []
         compared = probes[0].compared if probes else []  # after its setup: those that fit the family
         self.layout = scalar_layout(groups, compared)
