@@ -35,6 +35,7 @@ NATURAL_PRIORS = {
     "gamma": "vae_lab.model.priors.GammaPrior",
     "beta": "vae_lab.model.priors.UnitUniformPrior",
     "vonmises": "vae_lab.model.priors.CircularUniformPrior",
+    "power_spherical": "vae_lab.model.priors.SphereUniformPrior",
 }
 
 
@@ -68,20 +69,20 @@ def test_vae_mnist_pairs_each_posterior_with_the_papers_prior(posterior):
 
 
 def test_vae_mnist_runs_end_to_end_for_each_posterior(cli, shared_data_dir):
-    """One multirun over the four pairs at latent_dim 2; +debug=fast keeps it to a few batches and 10
+    """One multirun over the five pairs at latent_dim 2; +debug=fast keeps it to a few batches and 10
     importance samples."""
     proc = cli(
         "train",
         "-m",
         "experiment=figurnov2018/vae_mnist",
-        "posterior=gaussian,gamma,beta,vonmises",
+        f"posterior={','.join(NATURAL_PRIORS)}",
         "model.latent_dim=2",
         "+debug=fast",
         env={"VAE_LAB_DATA_DIR": str(shared_data_dir)},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summaries = sorted(Path(cli.cwd).glob("outputs/multirun/*/*/*/summary.json"))
-    assert len(summaries) == 4, summaries
+    assert len(summaries) == len(NATURAL_PRIORS), summaries
     seen = set()
     for path in summaries:
         summary = json.loads(path.read_text())
@@ -163,21 +164,26 @@ def _sweep_dir(overrides: list[str]) -> str:
 
 def test_make_reproduce_vae_mnist_composes(tmp_path):
     commands = make_commands(
-        "reproduce-vae-mnist", f"REPRO_DIR={tmp_path}", "SEEDS=0,1", "ARGS=trainer.max_epochs=1"
+        "reproduce-vae-mnist",
+        f"REPRO_DIR={tmp_path}",
+        "SEED1=4",
+        "EXTRA_SEEDS=5",
+        "ARGS=trainer.max_epochs=1",
     )
-    assert [c[0] for c in commands] == ["train", "report"]
-    train, report = commands
-    assert "-m" in train and "hydra/launcher=joblib" in train
-    overrides = _check_hydra_command(train, "trainer.max_epochs=1")
-    for sweep in (
-        "experiment=figurnov2018/vae_mnist",
-        "posterior=gaussian,gamma,beta,vonmises",
-        "model.latent_dim=2,3,5,10",
-        "seed=0,1",
+    assert [c[0] for c in commands] == ["train", "train", "report"]
+    grid, seeds, report = commands
+    dirs = []
+    for train, sweeps in (
+        (grid, [f"posterior={','.join(NATURAL_PRIORS)}", "model.latent_dim=2,3,5,10", "seed=4"]),
+        (seeds, ["posterior=gaussian,vonmises", "model.latent_dim=2,10", "seed=5"]),
     ):
-        assert sweep in overrides
-    assert report[1:] == [_sweep_dir(overrides), "--columns", "model.latent_dim"]
-    assert _sweep_dir(overrides).startswith(str(tmp_path))
+        assert "-m" in train and "hydra/launcher=joblib" in train
+        overrides = _check_hydra_command(train, "trainer.max_epochs=1")
+        for sweep in ["experiment=figurnov2018/vae_mnist", *sweeps]:
+            assert sweep in overrides
+        dirs.append(_sweep_dir(overrides))
+        assert dirs[-1].startswith(str(tmp_path))
+    assert report[1:] == [*dirs, "--columns", "model.latent_dim", "--out", str(tmp_path / "vae_mnist")]
 
 
 def test_make_reproduce_lda_composes(tmp_path):
