@@ -40,7 +40,7 @@ bench: dev
 	@$(PY) benchmarks/bench_train.py --device $(DEVICE)
 	@$(PY) benchmarks/bench_lda.py --device $(DEVICE)
 	@$(PY) benchmarks/bench_von_mises.py --device $(DEVICE)
-	@$(PY) benchmarks/bench_iw_nll.py
+	@$(PY) benchmarks/bench_iw_nll.py --images 100 --repeats 1
 	@$(PY) benchmarks/bench_startup.py
 
 tensorboard: install
