@@ -194,8 +194,8 @@ def test_lda_20news_preset_has_the_papers_settings_and_takes_the_estimator_from_
     assert cfg.trainer.max_steps == 180_000 and cfg.trainer.max_epochs == -1
     prior, posterior = cfg.model.prior, cfg.model.posterior
     assert prior.alpha == 0.7 and prior.learnable and prior.freeze_steps == 120_000
-    assert (prior.min_alpha, prior.max_alpha) == (0.1, 1e3)
-    assert (posterior.min_concentration, posterior.max_concentration) == (0.1, 1e3)
+    assert (prior.min_alpha, prior.max_alpha) == (1e-3, 1e3)  # the paper's code's clip
+    assert (posterior.min_concentration, posterior.max_concentration) == (1e-3, 1e3)
     assert "topic_words" in cfg.callbacks and "model_checkpoint" in cfg.callbacks
     datamodule, model = build(cfg)  # builds without reading the data
     assert datamodule.input_dim == 1995

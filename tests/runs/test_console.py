@@ -75,13 +75,14 @@ def test_a_job_on_another_machine_never_takes_the_main_process_id_for_one_of_its
 
 
 def test_the_sweep_takes_its_signal_handlers_back_after_a_library_replaced_them():
+    before = signal.getsignal(signal.SIGTERM)  # SIG_DFL, or Ray's where a test here started Ray
     with sweep_stop.SweepStop() as stop:
         handler = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as ray.init does with a handler of its own
         sweep_stop.reclaim_signals()
         assert signal.getsignal(signal.SIGTERM) == handler
         assert sweep_stop.SweepStop.active is stop
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and sweep_stop.SweepStop.active is None
+    assert signal.getsignal(signal.SIGTERM) == before and sweep_stop.SweepStop.active is None
 
 
 def test_a_job_watch_lets_sigint_through_where_the_launcher_blocked_it():
