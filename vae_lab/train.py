@@ -145,6 +145,8 @@ def train(cfg: DictConfig) -> float:
             )
             log.info("run interrupted: %s\n%s", interrupted, traceback.format_exc())
             raise interrupted from err
+        finally:
+            torch.set_flush_denormal(False)  # torch's default again (configure_torch set it for the run)
 
 
 class _Unwritten(Summary):
