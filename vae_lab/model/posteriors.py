@@ -42,6 +42,11 @@ class PosteriorHead(nn.Module):
     def forward(self, params: Tensor) -> Distribution:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _set_concentration_range(self, low: float, high: float) -> None:
+        """Check and keep the clip range [min_concentration, max_concentration] of a concentration."""
+        _check_range(low, high, "min_concentration", "max_concentration")
+        self.min_concentration, self.max_concentration = float(low), float(high)
+
 
 def _clipped_softplus(raw: Tensor, low: float, high: float) -> Tensor:
     return F.softplus(raw).clamp(low, high)
@@ -80,8 +85,7 @@ class VonMisesHead(PosteriorHead):
 
     def __init__(self, latent_dim: int, min_concentration: float = 1e-3, max_concentration: float = 1e3):
         super().__init__(latent_dim)
-        _check_range(min_concentration, max_concentration, "min_concentration", "max_concentration")
-        self.min_concentration, self.max_concentration = float(min_concentration), float(max_concentration)
+        self._set_concentration_range(min_concentration, max_concentration)
 
     @property
     def decoder_dim(self) -> int:
@@ -105,8 +109,7 @@ class DirichletHead(PosteriorHead):
     def __init__(self, latent_dim: int, min_concentration: float = 1e-3, max_concentration: float = 1e3):
         super().__init__(latent_dim)
         check(latent_dim >= 2, "latent_dim", "a Dirichlet posterior needs latent_dim >= 2", latent_dim)
-        _check_range(min_concentration, max_concentration, "min_concentration", "max_concentration")
-        self.min_concentration, self.max_concentration = float(min_concentration), float(max_concentration)
+        self._set_concentration_range(min_concentration, max_concentration)
 
     def forward(self, params: Tensor) -> Distribution:
         alpha = _clipped_softplus(params, self.min_concentration, self.max_concentration)
@@ -133,9 +136,8 @@ class GammaHead(PosteriorHead):
         max_rate: float = 1e3,
     ):
         super().__init__(latent_dim)
-        _check_range(min_concentration, max_concentration, "min_concentration", "max_concentration")
+        self._set_concentration_range(min_concentration, max_concentration)
         _check_range(min_rate, max_rate, "min_rate", "max_rate")
-        self.min_concentration, self.max_concentration = float(min_concentration), float(max_concentration)
         self.min_rate, self.max_rate = float(min_rate), float(max_rate)
 
     def forward(self, params: Tensor) -> Distribution:
@@ -158,8 +160,7 @@ class BetaHead(PosteriorHead):
 
     def __init__(self, latent_dim: int, min_concentration: float = 1e-3, max_concentration: float = 1e3):
         super().__init__(latent_dim)
-        _check_range(min_concentration, max_concentration, "min_concentration", "max_concentration")
-        self.min_concentration, self.max_concentration = float(min_concentration), float(max_concentration)
+        self._set_concentration_range(min_concentration, max_concentration)
 
     def forward(self, params: Tensor) -> Distribution:
         a, b = params.chunk(2, dim=-1)
@@ -180,8 +181,7 @@ class PowerSphericalHead(PosteriorHead):
     def __init__(self, latent_dim: int, min_concentration: float = 1e-3, max_concentration: float = 1e3):
         super().__init__(latent_dim)
         check(latent_dim >= 2, "latent_dim", "a Power Spherical posterior needs latent_dim >= 2", latent_dim)
-        _check_range(min_concentration, max_concentration, "min_concentration", "max_concentration")
-        self.min_concentration, self.max_concentration = float(min_concentration), float(max_concentration)
+        self._set_concentration_range(min_concentration, max_concentration)
 
     @property
     def param_dim(self) -> int:
