@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vae_lab.data.loader import InMemoryDataModule, check_int
+from vae_lab.data.checks import check_int
+from vae_lab.data.loader import InMemoryDataModule
 from vae_lab.errors import ConfigError
 
 DIGITS_ROWS = 1797

@@ -16,14 +16,14 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from vae_lab.data.checks import check_bool, check_int
 from vae_lab.data.download import resolve_data_dir
 from vae_lab.data.noise import InputNoise, check_noise
-from vae_lab.errors import ConfigError, check
+from vae_lab.errors import ConfigError
 from vae_lab.seeds import derived_seed
 
 Transform = Callable[[Tensor, torch.Generator], Tensor]
@@ -195,24 +195,6 @@ def _generator_on(device: torch.device) -> torch.Generator:
 def bernoulli_transform(x: Tensor, generator: torch.Generator) -> Tensor:
     """Dynamic binarization: one fresh draw ``x ~ Bernoulli(p)`` per pixel, ``p`` the grey level in [0, 1]."""
     return torch.bernoulli(x, generator=generator)
-
-
-# argument checks: ConfigErrors that name the key ------------------------------------------------
-def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if ok and minimum is not None and value < minimum:
-        ok = False
-    if ok and maximum is not None and value > maximum:
-        ok = False
-    lo = "" if minimum is None else f" >= {minimum}"
-    hi = "" if maximum is None else f"{' and' if lo else ''} <= {maximum}"
-    check(ok, name, f"expected an integer{lo}{hi}", value)
-    return int(value)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    check(isinstance(value, (bool, np.bool_)), name, "expected true or false", value)
-    return bool(value)
 
 
 class InMemoryDataModule(pl.LightningDataModule):

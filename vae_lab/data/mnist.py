@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vae_lab.data.checks import check_int
 from vae_lab.data.download import DataError, fetch
-from vae_lab.data.loader import InMemoryDataModule, Transform, bernoulli_transform, check_int
+from vae_lab.data.loader import InMemoryDataModule, Transform, bernoulli_transform
 from vae_lab.seeds import derived_seed
 
 # --- MNIST (Keras copy) ---------------------------------------------------------------------------

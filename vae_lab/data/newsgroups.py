@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vae_lab.data.checks import check_int
 from vae_lab.data.download import DataError, fetch
-from vae_lab.data.loader import InMemoryDataModule, check_int
+from vae_lab.data.loader import InMemoryDataModule
 from vae_lab.errors import check
 
 FOLDER = "20news"
