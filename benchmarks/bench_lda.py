@@ -29,6 +29,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import vae_lab.build
+from vae_lab.build import configure_torch
 from vae_lab.config import CONF_DIR
 from vae_lab.runs.callback_group import group_callbacks
 
@@ -177,7 +178,9 @@ def main() -> None:
     datamodule = instantiate(data_cfg)
     datamodule.setup("fit")
     for threads in args.threads:
-        torch.set_num_threads(threads)
+        # torch as a run sets it (threads, no argument validation, subnormals flushed): without the flush
+        # the plain loop's Adam moments of unused word weights go subnormal after ~800 steps
+        configure_torch(config([f"threads={threads}"]))
         plain = PlainLoop(datamodule, [], args.steps, args.device)
         plain.ms_per_step()  # warm-up
         plain_ms, lightning_ms = float("inf"), float("inf")

@@ -28,7 +28,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import nn
 
-from vae_lab.build import build
+from vae_lab.build import build, configure_torch
 from vae_lab.config import CONF_DIR
 from vae_lab.data.loader import TensorBatches
 from vae_lab.runs.callback_group import group_callbacks
@@ -123,7 +123,8 @@ def main() -> None:
         print("bench_train: no CUDA device here; skipped (run with --device cpu)")
         return
     warnings.filterwarnings("ignore")
-    torch.set_num_threads(args.threads)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        configure_torch(compose("train", overrides=[f"threads={args.threads}"]))  # as a run sets torch
     torch.manual_seed(0)
     x = torch.bernoulli(torch.rand(N, D) * 0.3)
     lab, plain = [], []
