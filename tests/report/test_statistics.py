@@ -34,7 +34,12 @@ def test_mean_std_n_are_right_on_known_numbers(tmp_path):
     sweep = report.load([tmp_path / "sweep"])
     assert sweep.keys == ["estimator"]  # seed, hydra.*, paths.* do not split groups
     assert sweep.common == {"debug": "fast"}
-    assert report.default_metrics(sweep) == ["test/elbo", "test/nll", "best/val/elbo", "grad/var/encoder"]
+    assert report.default_metrics(sweep) == [
+        "test/elbo",
+        "test/nll",
+        "best/val/elbo",
+        "mean/grad/var/encoder",
+    ]
 
     table = report.summarize(sweep).set_index("estimator")
     for estimator, values in elbos.items():
@@ -48,8 +53,12 @@ def test_mean_std_n_are_right_on_known_numbers(tmp_path):
     assert table.loc["implicit", "test/nll_n"] == 2 and table.loc["implicit", "n"] == 3
     assert table.loc["implicit", "test/nll_mean"] == pytest.approx(99.5)
     # the final grad/var comes from metrics.csv's last value: 5, 10, 15 for seeds 0, 1, 2
-    assert table.loc["implicit", "grad/var/encoder_mean"] == pytest.approx(10.0)
-    assert table.loc["implicit", "grad/var/encoder_std"] == pytest.approx(5.0)
+    final = report.summarize(sweep, ["grad/var/encoder"]).set_index("estimator")
+    assert final.loc["implicit", "grad/var/encoder_mean"] == pytest.approx(10.0)
+    assert final.loc["implicit", "grad/var/encoder_std"] == pytest.approx(5.0)
+    # mean/grad/var: a run's measurements averaged over training, (10 + 5 (seed + 1)) / 2 = 7.5, 10, 12.5
+    assert table.loc["implicit", "mean/grad/var/encoder_mean"] == pytest.approx(10.0)
+    assert table.loc["implicit", "mean/grad/var/encoder_std"] == pytest.approx(2.5)
     assert table.loc["score", "seeds"] == "0,1"
 
 

@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         "final.png). The markdown is printed too.",
         epilog=f"Ignored when grouping: {', '.join(IGNORED_KEYS)} (and everything under them, e.g. "
         "hydra.launcher.n_jobs). Default metrics, where present: "
-        f"{', '.join(DEFAULT_METRICS)} and the final grad/var/<group>. Failed jobs (status failed) and "
+        f"{', '.join(DEFAULT_METRICS)} and mean/grad/var/<group> (the mean of the gradient-variance "
+        "measurements over training). Failed jobs (status failed) and "
         "unfinished ones (running, interrupted, no summary.json) are listed, never used in the statistics. "
         "Example: vae-lab report outputs/multirun/2024-05-01/12-00-00",
     )

@@ -42,6 +42,10 @@ MISSING = "missing"  # a job without summary.json (yet); unfinished, as a runnin
 UNREADABLE = "unreadable"  # a summary.json that cannot be read; failed
 UNFINISHED_STATUSES = (MISSING, *(status.value for status in Status if status.unfinished))
 BEST_PREFIX = "best/"  # summary.json's "best" entries, e.g. best/val/elbo: the best val/elbo of the run
+# mean/grad/var/<group>: the mean of a run's gradient-variance measurements over its training (the probe's
+# grad/var/<group>, one every callbacks.grad_variance.every_n_steps): an estimator's variance over the whole
+# trajectory, where the final value is one measurement
+MEAN_PREFIX = "mean/"
 
 
 class ReportError(Exception):
@@ -151,6 +155,9 @@ def read_job(path: Path) -> tuple[dict[str, Any], dict[str, str], pd.DataFrame]:
         if "val/elbo" in last.index:
             final[f"{BEST_PREFIX}val/elbo"] = float(curves.loc[curves["metric"] == "val/elbo", "value"].max())
         record["last_step"] = int(curves["step"].max())
+        variances = curves[curves["metric"].str.startswith("grad/var/")]
+        for metric, values in variances.groupby("metric")["value"]:
+            final[f"{MEAN_PREFIX}{metric}"] = float(values.mean())
     if summary is not None:
         for prefix, entry in (("", summary.metrics), (BEST_PREFIX, summary.best)):
             if isinstance(entry, dict):

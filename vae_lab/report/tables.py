@@ -11,7 +11,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vae_lab.report.loading import BEST_PREFIX, COMPLETED, IGNORED_KEYS, ReportError, Sweep, natural_value
+from vae_lab.report.loading import (
+    BEST_PREFIX,
+    COMPLETED,
+    IGNORED_KEYS,
+    MEAN_PREFIX,
+    ReportError,
+    Sweep,
+    natural_value,
+)
 
 
 def _direction(metric: str) -> int:
@@ -138,7 +146,8 @@ def markdown_report(
         "",
         f"Groups: the overrides other than {', '.join(IGNORED_KEYS)} (ignored). Values: mean ± sample "
         "standard deviation (ddof = 1) over the completed jobs of a group; n counts them. "
-        f"`{BEST_PREFIX}val/elbo` is a run's best validation ELBO; other metrics are final values. "
+        f"`{BEST_PREFIX}val/elbo` is a run's best validation ELBO, `{MEAN_PREFIX}grad/var/<group>` the "
+        "mean of its gradient-variance measurements over training; other metrics are final values. "
         "Best mean per metric in bold.",
     ]
     if sweep.common:
