@@ -144,6 +144,7 @@ def test_resume_after_sigterm_ends_exactly_like_the_uninterrupted_run(sigterm, r
     result = summary(sigterm.run_dir)
     assert result["status"] == "completed"
     assert result["resumed_from"].endswith("on_exception.ckpt")
+    assert result["duration_s"] > sigterm.at_stop.summary["duration_s"] > 0  # both segments counted
     assert not (sigterm.run_dir / "checkpoints" / "on_exception.ckpt").exists()  # consumed
     # the earlier rows are kept, no header repeated, and every row after the resume point is the same
     assert (sigterm.run_dir / "metrics.csv").read_bytes() == (reference / "metrics.csv").read_bytes()

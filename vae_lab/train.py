@@ -70,6 +70,7 @@ def train(cfg: DictConfig) -> float:
         print(f"vae-lab train: completed already; best val/elbo {best:.4f}; outputs in {run_dir}")
         return best
     started = time.time()
+    earlier_s = Summary.earlier_duration(run_dir) if resuming else 0.0  # wall time before the stop
     rank = global_rank()  # DDP: only rank 0 writes to the run directory
     summary = (
         Summary.start(run_dir, task_overrides()) if rank == 0 else _Unwritten(Status.RUNNING, str(run_dir))
@@ -117,7 +118,7 @@ def train(cfg: DictConfig) -> float:
                 best_checkpoint=_best_path(trainer),
                 steps=trainer.global_step,
                 epochs=trainer.current_epoch,
-                duration_s=round(time.time() - started, 3),
+                duration_s=round(earlier_s + time.time() - started, 3),
             )
             log.info("outputs in %s", run_dir)
             if rank == 0:
@@ -131,7 +132,7 @@ def train(cfg: DictConfig) -> float:
             raise
         except BaseException as err:  # noqa: BLE001 - recorded, then re-raised
             step = max(trainer.global_step if trainer is not None else 0, start.step)
-            duration_s = round(time.time() - started, 3)
+            duration_s = round(earlier_s + time.time() - started, 3)
             signum = stops.received
             if signum is None and isinstance(err, KeyboardInterrupt):
                 signum = signal.SIGINT  # raised before the handlers were in place

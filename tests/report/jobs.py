@@ -18,6 +18,7 @@ def make_job(
     best: float | None = None,
     error: str | None = None,
     curves: dict[str, list[float]] | None = None,
+    **record: float,
 ) -> Path:
     """A job directory like `vae-lab train` leaves; status None: no summary.json (died before writing)."""
     job = root / name
@@ -31,6 +32,7 @@ def make_job(
             summary["best"] = {"val/elbo": best}
         if error is not None:
             summary["error"] = error
+        summary.update(record)  # epochs, duration_s, ...
         (job / "summary.json").write_text(json.dumps(summary))
     if curves:
         steps = len(next(iter(curves.values())))

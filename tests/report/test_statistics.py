@@ -62,6 +62,17 @@ def test_mean_std_n_are_right_on_known_numbers(tmp_path):
     assert table.loc["score", "seeds"] == "0,1"
 
 
+def test_epochs_and_minutes_of_completed_runs_only(tmp_path):
+    for seed, (epochs, seconds) in enumerate([(40, 600.0), (60, 900.0)]):
+        make_job(tmp_path, f"done-{seed}", [f"seed={seed}"], epochs=epochs, duration_s=seconds)
+    make_job(tmp_path, "stopped", ["seed=2"], status="interrupted", epochs=5, duration_s=60.0)
+    sweep = report.load([tmp_path])
+    assert report.default_metrics(sweep)[-2:] == ["epochs", "minutes"]
+    row = report.summarize(sweep).iloc[0]
+    assert row["epochs_mean"] == 50 and row["epochs_n"] == 2 and row["unfinished"] == 1
+    assert row["minutes_mean"] == pytest.approx(12.5) and row["minutes_std"] == pytest.approx(2.5 * 2**0.5)
+
+
 def test_mean_std_of_a_single_value_and_of_nothing():
     assert report.mean_std([3.0]) == (3.0, pytest.approx(math.nan, nan_ok=True), 1)
     mean, std, n = report.mean_std([])

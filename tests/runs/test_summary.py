@@ -71,6 +71,19 @@ def test_failed_and_interrupted_runs_write_their_error_and_checkpoint(tmp_path):
         stopped.complete(nonsense=1)
 
 
+def test_earlier_duration_is_what_a_stopped_run_trained_and_nothing_else(tmp_path):
+    stopped = Summary.start(tmp_path / "stopped", [])
+    stopped.interrupt("SIGTERM", None, steps=5, duration_s=12.25)
+    assert Summary.earlier_duration(tmp_path / "stopped") == 12.25
+    done = Summary.start(tmp_path / "done", [])
+    done.complete(steps=9, duration_s=30.0)
+    assert Summary.earlier_duration(tmp_path / "done") == 0.0  # a completed run is not continued
+    assert Summary.earlier_duration(tmp_path / "nothing") == 0.0
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "summary.json").write_text("{not json")
+    assert Summary.earlier_duration(tmp_path / "damaged") == 0.0
+
+
 def test_reading_missing_damaged_and_foreign_summaries(tmp_path):
     assert read_summary(tmp_path) is None and status_of(tmp_path) is None
     (tmp_path / "summary.json").write_text("{not json")

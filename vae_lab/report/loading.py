@@ -46,6 +46,7 @@ BEST_PREFIX = "best/"  # summary.json's "best" entries, e.g. best/val/elbo: the 
 # grad/var/<group>, one every callbacks.grad_variance.every_n_steps): an estimator's variance over the whole
 # trajectory, where the final value is one measurement
 MEAN_PREFIX = "mean/"
+EPOCHS, MINUTES = "epochs", "minutes"  # of a completed run, from summary.json
 
 
 class ReportError(Exception):
@@ -165,6 +166,11 @@ def read_job(path: Path) -> tuple[dict[str, Any], dict[str, str], pd.DataFrame]:
         for key in ("steps", "epochs", "duration_s"):
             if getattr(summary, key) is not None:
                 record[key] = getattr(summary, key)
+        if summary.status.value == COMPLETED:  # what a run cost: epochs trained, wall minutes (all segments)
+            if summary.epochs is not None:
+                final[EPOCHS] = _float(summary.epochs)
+            if summary.duration_s is not None:
+                final[MINUTES] = _float(summary.duration_s) / 60.0
     record["metrics"] = final
     return record, overrides, curves
 

@@ -14,18 +14,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vae_lab.report.loading import COMPLETED, MEAN_PREFIX, Sweep, natural_value
+from vae_lab.report.loading import COMPLETED, EPOCHS, MEAN_PREFIX, MINUTES, Sweep, natural_value
 
 DEFAULT_METRICS = ("test/elbo", "test/nll", "test/perplexity", "best/val/elbo")
 GRAD_VAR = re.compile(r"^grad/var/(.+)$")
 
 
 def default_metrics(sweep: Sweep) -> list[str]:
-    """test/elbo, test/nll, test/perplexity, best/val/elbo and mean/grad/var/<group> (the mean of the
-    gradient-variance measurements over training), where present."""
+    """test/elbo, test/nll, test/perplexity, best/val/elbo, mean/grad/var/<group> (the mean of the
+    gradient-variance measurements over training), epochs and minutes (wall time), where present."""
     present = set(sweep.metric_names)
     names = [m for m in DEFAULT_METRICS if m in present]
     names += sorted(m for m in present if m.startswith(MEAN_PREFIX) and GRAD_VAR.match(m[len(MEAN_PREFIX) :]))
+    names += [m for m in (EPOCHS, MINUTES) if m in present]
     if not names and "val/elbo" in present:
         names.append("val/elbo")
     return names

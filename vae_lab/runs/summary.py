@@ -51,8 +51,9 @@ class Summary:
     checkpoint a resumed run started from. A completed run adds its final ``metrics``, ``best``
     (``{"val/elbo": ...}``), ``best_checkpoint``, ``steps``, ``epochs`` and ``duration_s``; a failed one
     ``steps``, ``duration_s`` and ``error`` (``"Type: message"``); an interrupted one these and
-    ``checkpoint``, the newest checkpoint (``error`` is the signal's name). Fields that do not apply are
-    left out of the file.
+    ``checkpoint``, the newest checkpoint (``error`` is the signal's name). ``duration_s`` of a resumed run
+    counts its earlier segments too (:meth:`earlier_duration`). Fields that do not apply are left out of
+    the file.
     """
 
     status: Status
@@ -75,6 +76,19 @@ class Summary:
         summary = cls(Status.RUNNING, str(run_dir), list(overrides))
         summary.write()
         return summary
+
+    @staticmethod
+    def earlier_duration(run_dir: Path) -> float:
+        """Seconds the run in ``run_dir`` trained before it stopped (its ``duration_s`` as interrupted or
+        failed), which a resumed run adds to its own: ``duration_s`` is the run's wall time over all its
+        segments. 0 where there is no such record."""
+        try:
+            previous = read_summary(run_dir)
+        except SummaryError:
+            return 0.0
+        if previous is None or previous.status == Status.COMPLETED or previous.duration_s is None:
+            return 0.0
+        return float(previous.duration_s)
 
     def complete(self, **values: Any) -> None:
         """Status ``completed`` with ``values`` (metrics, best, best_checkpoint, steps, ...); written."""
