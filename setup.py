@@ -17,5 +17,6 @@ conf_packages = ["vae_lab.conf"] + [
 setup(
     packages=[*find_packages(include=["vae_lab", "vae_lab.*"]), *conf_packages],
     package_dir={"vae_lab.conf": "conf"},
-    package_data={name: ["*.yaml"] for name in conf_packages},
+    # the C++ source of the fused kernels, compiled on first use (vae_lab/distributions/kernels)
+    package_data={**{name: ["*.yaml"] for name in conf_packages}, "vae_lab.distributions.kernels": ["*.cpp"]},
 )

@@ -80,6 +80,8 @@ def test_the_wheel_holds_the_whole_config_tree(fresh_env):
     package, conf = run([str(bin_dir / "python"), "-c", code], work, env).stdout.split()
     assert Path(package).is_relative_to(bin_dir.parent) and not Path(package).is_relative_to(REPO_ROOT)
     assert Path(conf) == Path(package).parent / "conf"
+    # the fused kernels' C++ source, compiled on first use
+    assert (Path(package).parent / "distributions" / "kernels" / "von_mises_grad.cpp").is_file()
     shipped = sorted(p.relative_to(conf).as_posix() for p in Path(conf).rglob("*.yaml"))
     assert shipped == sorted(
         p.relative_to(REPO_ROOT / "conf").as_posix() for p in (REPO_ROOT / "conf").rglob("*.yaml")

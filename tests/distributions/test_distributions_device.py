@@ -55,10 +55,14 @@ def test_von_mises_follows_its_parameters(dtype):
     assert all(g is not None for k, g in out.items() if k.startswith("grad"))
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "eager"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_dz_dkappa_and_cdf_follow_their_inputs_on_every_branch(dtype):
+def test_dz_dkappa_and_cdf_follow_their_inputs_on_every_branch(dtype, fused, monkeypatch):
     """Grid of x out to the far tails at each concentration: the series groups, the normal approximation
-    and (float32, 2 <= kappa < 50, beyond 3.5 sd) the float64 re-evaluation all run."""
+    and (float32, 2 <= kappa < 50, beyond 3.5 sd) the float64 re-evaluation all run (the eager code, what
+    a GPU runs; on a CPU the fused kernel, unless VAE_LAB_FUSED=0)."""
+    if not fused:
+        monkeypatch.setenv("VAE_LAB_FUSED", "0")
     kappa = torch.tensor(KAPPAS, dtype=dtype).repeat_interleave(9)
     x = torch.linspace(-3.1, 3.1, 9, dtype=dtype).repeat(len(KAPPAS))
     x = torch.where(kappa > 10, x / kappa.sqrt(), x)  # many standard deviations, not beyond pi

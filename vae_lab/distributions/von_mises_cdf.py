@@ -26,6 +26,12 @@ with a number of terms chosen per group of concentrations (the elements are grou
 of their group numbers), on a CPU running one thread in blocks small enough for its dozen buffers to
 stay in cache.
 
+On a CPU, :func:`von_mises_dz_dconcentration` runs a fused C++ kernel (:mod:`vae_lab.distributions.kernels`,
+built on first use; ``VAE_LAB_FUSED=0`` turns it off, a failed build falls back here with one warning):
+one pass per element with its own number of terms, the float64 switch and terms, all in double for both
+dtypes. Relative error on the grid above at most 2.6e-6 in both (Hill's approximation just above 50; for
+:math:`\kappa < 50` 1.1e-7 in float32, its rounding, 1.1e-8 in float64); 1.5x (mixed) to 2x faster.
+
 Reference:
     G. W. Hill. Algorithm 518: Incomplete Bessel function I0. The von Mises distribution. ACM
     Transactions on Mathematical Software 3(3):279-284, 1977.
@@ -39,6 +45,7 @@ import struct
 import torch
 from torch import Tensor
 
+from vae_lab.distributions import kernels
 from vae_lab.distributions.bessel import (
     asymptotic_i0e_and_complement,
     cpu_block_size,
@@ -302,13 +309,15 @@ def von_mises_dz_dconcentration(x: Tensor, concentration: Tensor) -> Tensor:
 
     Accuracy against 30-digit mpmath quadrature, on a grid of 24 quantiles from -6 to +6 standard
     deviations (normal-equivalent levels) at concentrations from 1e-3 to 1e3: relative error at most
-    3e-5 in float32 and 3e-6 in float64 (``tests/distributions/test_von_mises.py``). The elements are
-    grouped by one sort of their bucket numbers, evaluated on contiguous slices (in blocks of
-    ``_CPU_BLOCK`` on a CPU running one thread) and scattered back.
+    3e-5 in float32 and 3e-6 in float64 (``tests/distributions/test_von_mises.py``; the fused CPU kernel:
+    2.6e-6 in both). The elements are grouped by one sort of their bucket numbers, evaluated on contiguous
+    slices (in blocks of ``_CPU_BLOCK`` on a CPU running one thread) and scattered back.
     """
     dtype = x.dtype
     if dtype not in (torch.float32, torch.float64):
         return von_mises_dz_dconcentration(x.float(), concentration.float()).to(dtype)
+    if (fused := kernels.von_mises_dz_dconcentration(x, concentration)) is not None:
+        return fused
     x_flat = x.reshape(-1)
     k_flat = concentration.reshape(-1)
     n = x_flat.numel()
