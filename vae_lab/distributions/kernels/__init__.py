@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -48,8 +49,16 @@ def load() -> ModuleType | None:
     with _lock:
         if _module is None and not _failed:
             try:
-                from torch.utils.cpp_extension import load_inline
+                from torch.utils.cpp_extension import _get_build_directory, load_inline
 
+                if not (Path(_get_build_directory(_NAME, False)) / f"{_NAME}.so").exists():
+                    # a pause of about a minute on a new machine: say why (the console shows no INFO)
+                    print(
+                        "vae-lab: building the fused von Mises gradient kernel (once per machine, about "
+                        "a minute; VAE_LAB_FUSED=0 skips it)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 _module = load_inline(
                     name=_NAME,
                     cpp_sources=[_SOURCE.read_text()],
