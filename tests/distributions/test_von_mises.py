@@ -209,9 +209,12 @@ def test_series_terms_table_truncation():
             assert rel < tol, (dtype, upper, n_terms, rel)
 
 
-def test_dz_dconcentration_float32_close_to_float64():
+@pytest.mark.parametrize("fused", ["1", "0"], ids=["fused", "eager"])
+def test_dz_dconcentration_float32_close_to_float64(monkeypatch, fused):
     """float32 against the float64 path (itself checked against mpmath): relative error below 1e-4 for
-    99.9% of 20000 samples from each of 17 concentrations (the largest errors are in the far tails)."""
+    99.9% of 20000 samples from each of 17 concentrations (the largest errors are in the far tails), for
+    the fused CPU kernel and for the eager code (what a GPU runs; ``VAE_LAB_FUSED=0``)."""
+    monkeypatch.setenv("VAE_LAB_FUSED", fused)
     dtype = torch.float32
     torch.manual_seed(3)
     kappa = torch.tensor(
