@@ -20,8 +20,10 @@ def test_override_parsing_and_ignored_keys():
     assert report.parse_override("model.lr=1e-3") == ("model.lr", "1e-3")
     for key in ("seed", "hydra.launcher.n_jobs", "hydra/launcher", "paths.data_dir", "threads"):
         assert report.is_ignored(key), key
+    assert report.is_ignored("callbacks.grad_variance.compare")  # measures more, trains the same
     for key in ("seeds", "posterior", "estimator", "trainer.max_epochs", "model.latent_dim"):
         assert not report.is_ignored(key), key
+    assert not report.is_ignored("callbacks.grad_variance.every_n_steps")
 
 
 def test_several_dirs_and_a_single_run_dir(tmp_path, capsys):

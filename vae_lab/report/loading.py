@@ -36,6 +36,7 @@ IGNORED_KEYS: tuple[str, ...] = (
     "paths",
     "callbacks.progress_bar",
     "trainer.enable_progress_bar",
+    "callbacks.grad_variance.compare",  # measures other estimators too; training is the same bit for bit
 )
 COMPLETED = Status.COMPLETED.value
 MISSING = "missing"  # a job without summary.json (yet); unfinished, as a running one
