@@ -2,7 +2,8 @@
 
 Densities against scipy, dtype and device following the module, and the closed-form KLs the VAE uses
 (torch's registered KL(Gamma || Gamma) and KL(Beta || Beta), and vae-lab's KL(PowerSpherical ||
-SphereUniform) in the VAE) against Monte Carlo within 4 standard errors, finite with finite gradients over the heads' clipping range, float32 close to float64.
+SphereUniform) in the VAE) against Monte Carlo within 4 standard errors, finite with finite gradients
+over the heads' clipping range, float32 close to float64.
 """
 
 from __future__ import annotations
