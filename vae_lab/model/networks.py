@@ -92,5 +92,11 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
         self.log1p_input = bool(log1p_input)
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102 - typed for readers
-        return super().forward(x.log1p() if self.log1p_input else x)
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., in_dim) -> (..., out_dim). Leading dimensions (Monte Carlo samples, batch) are folded into
+        one for the layers and unfolded at the end: one view each way instead of one per linear layer (and
+        its backward), the same matmuls."""
+        x = x.log1p() if self.log1p_input else x
+        if x.dim() <= 2:
+            return super().forward(x)
+        return super().forward(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)

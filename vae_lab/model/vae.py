@@ -35,7 +35,7 @@ from vae_lab import checkpoint as run_checkpoint
 from vae_lab.distributions.capabilities import sample_support, support_covers
 from vae_lab.errors import ConfigError, check, positive_int
 from vae_lab.estimators.base import Estimator
-from vae_lab.model import iw
+from vae_lab.model import direct_step, iw
 from vae_lab.model.posteriors import PosteriorHead
 from vae_lab.model.priors import Prior
 
@@ -124,6 +124,7 @@ class VAE(pl.LightningModule):
         # count data: sums of per-document log-perplexities and document counts over an epoch, per split
         self.counts = bool(getattr(likelihood, "counts", False))
         self._perplexity_sums: dict[str, Tensor] = {}
+        self._direct_step = False  # set per fit in on_train_start (vae_lab.model.direct_step)
         self._prior_params = [p for p in prior.parameters() if p.requires_grad]
         self.prior_freeze_steps = int(getattr(prior, "freeze_steps", 0) or 0)
         self.optimizer_factory = optimizer
@@ -221,8 +222,9 @@ class VAE(pl.LightningModule):
         which skips the closure and the hooks of Lightning's automatic loop (zero_grad, backward and step
         wrapped per step); the step is the same computation in the same order. Gradient clipping
         (``trainer.gradient_clip_val``) and accumulation (``trainer.accumulate_grad_batches``) are
-        Lightning's automatic features: with either set, the automatic loop runs instead. Outside a
-        Trainer, ``training_step`` only returns the loss."""
+        Lightning's automatic features: with either set, the automatic loop runs instead. Where nothing
+        listens to Lightning's backward and optimizer-step hooks the step skips their wrappers too
+        (:mod:`vae_lab.model.direct_step`). Outside a Trainer, ``training_step`` only returns the loss."""
         trainer = self._trainer
         if trainer is None:
             return True
@@ -240,11 +242,17 @@ class VAE(pl.LightningModule):
             self._log_terms("train", terms, x.shape[0], on_step=True)
         if not self.automatic_optimization:
             optimizer = self.optimizers()
+            if self._direct_step:  # the same step without Lightning's wrappers (nothing listens to them)
+                direct_step.step(self, optimizer, loss)
+                return loss.detach()
             optimizer.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             optimizer.step()  # runs on_before_optimizer_step (the prior's freeze) and counts the step
             return loss.detach()
         return loss
+
+    def on_train_start(self) -> None:
+        self._direct_step = not self.automatic_optimization and direct_step.applies(self.trainer, self)
 
     def kl_weight(self) -> float:
         """beta of the KL warm-up at the current optimizer step (1.0 without warm-up)."""
