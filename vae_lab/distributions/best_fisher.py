@@ -12,6 +12,12 @@ parameters' dtype, with its constants and its angle rewritten so that nothing ca
 from 1e-6 to 1e6 (and beyond); small batches propose several candidates per round to need fewer rounds;
 the only Python loop runs over rejection rounds of the still-rejected entries.
 
+On a CPU, for float32 and float64 and batches of 1024 elements or more, a fused kernel
+(:mod:`vae_lab.distributions.kernels`, ``best_fisher.cpp``) runs the same sampler in one pass, all
+arithmetic in double, its random numbers from Philox4x32-10 under a key drawn from torch's generator (so
+``torch.manual_seed`` or a ``generator`` reproduce its samples, but the stream differs from the eager
+code's: the two agree in distribution only). ``VAE_LAB_FUSED=0`` turns it off.
+
 Reference:
     D. J. Best and N. I. Fisher. Efficient simulation of the von Mises distribution. Journal of the
     Royal Statistical Society C (Applied Statistics) 28(2):152-157, 1979.
@@ -24,6 +30,7 @@ import math
 import torch
 from torch import Tensor
 
+from vae_lab.distributions import kernels
 from vae_lab.distributions.angles import largest_below_pi
 from vae_lab.distributions.bessel import cpu_block_size, log_i0e, scalar_like
 
@@ -108,9 +115,31 @@ def _propose(
     return u1.gather(0, first)[0], big_d.gather(0, first)[0], best[0] > 0
 
 
-def accepted_noise(kappa: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+# Below this many elements the eager sampler runs: there a first draw should not pay the extension's build
+# (about a minute) for a gain of a fraction of a millisecond, nor import torch.utils.cpp_extension.
+_FUSED_MIN_ELEMENTS = 1024
+
+
+def _fused(kappa: Tensor, generator: torch.Generator | None, noise: bool) -> Tensor | None:
+    """The fused kernel's draws (flattened), or ``None`` where it does not apply or the batch is small."""
+    if kappa.numel() < _FUSED_MIN_ELEMENTS:
+        return None
+    return kernels.best_fisher_draw(kappa.detach(), largest_below_pi(kappa.dtype), generator, noise)
+
+
+def accepted_noise(kappa: Tensor, generator: torch.Generator | None = None) -> Tensor:
     r"""The accepted signed noise :math:`u \in [-1, 1)` of one Best-Fisher draw per element of ``kappa``
-    (flattened), and the envelope term :math:`D = 1 + 2w\sin^2(\pi|u|/2)` it was accepted with.
+    (flattened), in the dtype of ``kappa`` (float32 or float64), without gradients, from ``generator``
+    (torch's global generator by default). The fused kernel where it applies (1024 elements or more), else
+    the eager code.
+    """
+    fused = _fused(kappa, generator, noise=True)
+    return fused if fused is not None else _eager_noise(kappa, generator)[0]
+
+
+def _eager_noise(kappa: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    r""":func:`accepted_noise` in eager torch operations, and the envelope term
+    :math:`D = 1 + 2w\sin^2(\pi|u|/2)` each noise was accepted with.
 
     Vectorized: every round draws fresh proposals for the still-rejected entries only (at most about 1.5
     proposals per sample on average); on a CPU running one thread the first round runs block by block.
@@ -156,11 +185,15 @@ def sample_centred(kappa: Tensor, generator: torch.Generator | None = None) -> T
     :math:`x = \pm 2 \arcsin(\cos a / \sqrt{D})`, accurate for tiny angles (large :math:`\kappa`), where
     :math:`\arccos` of a number near 1 is not. Everything runs in the dtype of ``kappa`` (float32 stays
     float32): the reformulated constants need no extra precision. Random numbers come from torch's global
-    generator unless ``generator`` is given, so ``torch.manual_seed`` reproduces the samples.
+    generator unless ``generator`` is given, so ``torch.manual_seed`` reproduces the samples. On a CPU the
+    fused kernel computes the same sample as :math:`|x| = 2\,\mathrm{atan2}(\beta\cos a, \sin a)` in
+    double (:func:`proposal_path`), rounded once.
     """
     if kappa.dtype not in (torch.float32, torch.float64):
         return sample_centred(kappa.float(), generator).to(kappa.dtype)
-    noise, big_d = accepted_noise(kappa, generator)
+    if (fused := _fused(kappa, generator, noise=False)) is not None:
+        return fused.reshape(kappa.shape)
+    noise, big_d = _eager_noise(kappa, generator)
     n = noise.numel()
     block = cpu_block_size(noise, n, _CPU_BLOCK)
     x = torch.empty_like(noise)

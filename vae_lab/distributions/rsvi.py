@@ -248,7 +248,7 @@ def _(base: Beta, sample_shape: torch.Size, B: int, generator) -> RejectionSampl
 def _(base: TorchVonMises, sample_shape: torch.Size, B: int, generator) -> RejectionSample:
     shape = sample_shape + base.batch_shape
     kappa = base.concentration.expand(shape)
-    noise, _ = accepted_noise(kappa, generator)
+    noise = accepted_noise(kappa, generator)
     x, log_ratio = proposal_path(noise.reshape(shape), kappa)
     return RejectionSample(z=wrap_angle(base.loc + x), log_ratio=log_ratio)
 

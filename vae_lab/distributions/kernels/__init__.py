@@ -1,13 +1,14 @@
 """Fused CPU kernels, compiled with :func:`torch.utils.cpp_extension.load_inline` on first use.
 
 :func:`von_mises_dz_dconcentration` evaluates :math:`\\partial z/\\partial\\kappa` of the von Mises
-distribution in one pass per element, all arithmetic in double (``von_mises_grad.cpp``, shipped beside this
-module). The extension is built once per machine and cached by torch (``$TORCH_EXTENSIONS_DIR``, else
-``~/.cache/torch_extensions``; concurrent builds, e.g. from pytest-xdist workers, wait on torch's lock).
-Nothing is compiled or imported from ``torch.utils.cpp_extension`` until the first call. If the build
-fails (no compiler) one warning is logged and :func:`von_mises_dz_dconcentration` returns ``None`` for the
-rest of the process, so that the caller falls back to its eager code. ``VAE_LAB_FUSED=0`` in the
-environment (read at every call) turns the kernels off.
+distribution in one pass per element (``von_mises_grad.cpp``), and :func:`best_fisher_draw` draws its
+Best-Fisher samples (``best_fisher.cpp``), all arithmetic in double; both sources ship beside this module
+and build into one extension. It is built once per machine and cached by torch
+(``$TORCH_EXTENSIONS_DIR``, else ``~/.cache/torch_extensions``; concurrent builds, e.g. from pytest-xdist
+workers, wait on torch's lock). Nothing is compiled or imported from ``torch.utils.cpp_extension`` until
+the first call. If the build fails (no compiler) one warning is logged and both functions return ``None``
+for the rest of the process, so that the callers fall back to their eager code. ``VAE_LAB_FUSED=0`` in
+the environment (read at every call) turns the kernels off.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-__all__ = ["ENV_FLAG", "enabled", "load", "von_mises_dz_dconcentration"]
+__all__ = ["ENV_FLAG", "best_fisher_draw", "enabled", "load", "von_mises_dz_dconcentration"]
 
 #: environment variable: "0" turns the fused kernels off (the eager code runs instead)
 ENV_FLAG = "VAE_LAB_FUSED"
-_SOURCE = Path(__file__).resolve().parent / "von_mises_grad.cpp"
-_NAME = "vae_lab_von_mises_grad"
+# joined in this order into one translation unit: best_fisher.cpp uses von_mises_grad.cpp's vector helpers
+_SOURCES = [Path(__file__).resolve().parent / name for name in ("von_mises_grad.cpp", "best_fisher.cpp")]
+_NAME = "vae_lab_von_mises"
 _FLAGS = ["-O3", "-fno-math-errno"]
 
 _log = logging.getLogger(__name__)
@@ -54,15 +56,15 @@ def load() -> ModuleType | None:
                 if not (Path(_get_build_directory(_NAME, False)) / f"{_NAME}.so").exists():
                     # a pause of about a minute on a new machine: say why (the console shows no INFO)
                     print(
-                        "vae-lab: building the fused von Mises gradient kernel (once per machine, about "
-                        "a minute; VAE_LAB_FUSED=0 skips it)",
+                        "vae-lab: building the fused von Mises kernels (once per machine, about a "
+                        "minute; VAE_LAB_FUSED=0 skips it)",
                         file=sys.stderr,
                         flush=True,
                     )
                 _module = load_inline(
                     name=_NAME,
-                    cpp_sources=[_SOURCE.read_text()],
-                    functions=["dz_dconcentration"],
+                    cpp_sources=[source.read_text() for source in _SOURCES],
+                    functions=["dz_dconcentration", "best_fisher", "philox4x32"],
                     extra_cflags=_FLAGS,
                     verbose=False,
                 )
@@ -70,27 +72,45 @@ def load() -> ModuleType | None:
                 _failed = True
                 first = str(exc).strip().splitlines()
                 _log.warning(
-                    "vae_lab: the fused von Mises kernel could not be built (%s: %s); using the eager code",
+                    "vae_lab: the fused von Mises kernels could not be built (%s: %s); using the eager code",
                     type(exc).__name__,
                     first[0] if first else "",
                 )
     return _module
 
 
-def von_mises_dz_dconcentration(x: Tensor, concentration: Tensor) -> Tensor | None:
-    """The fused dz/dkappa for CPU float32/float64 tensors of one dtype and shape, or ``None`` where the
-    kernel does not apply (another device or dtype, autograd recording, turned off, not built)."""
+def _applies(*tensors: Tensor) -> ModuleType | None:
+    """The extension, if the kernels apply to these tensors: CPU, float32 or float64 (one dtype), autograd
+    not recording through them, turned on and built; else ``None``."""
+    dtype = tensors[0].dtype
     if (
-        x.device.type != "cpu"
-        or concentration.device.type != "cpu"
-        or x.dtype not in (torch.float32, torch.float64)
-        or concentration.dtype != x.dtype
-        or x.shape != concentration.shape
-        or (torch.is_grad_enabled() and (x.requires_grad or concentration.requires_grad))
+        any(t.device.type != "cpu" or t.dtype != dtype for t in tensors)
+        or dtype not in (torch.float32, torch.float64)
+        or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
         or not enabled()
     ):
         return None
-    module = load()
-    if module is None:
+    return load()
+
+
+def von_mises_dz_dconcentration(x: Tensor, concentration: Tensor) -> Tensor | None:
+    """The fused dz/dkappa for CPU float32/float64 tensors of one dtype and shape, or ``None`` where the
+    kernel does not apply (another device or dtype, autograd recording, turned off, not built)."""
+    if x.shape != concentration.shape or (module := _applies(x, concentration)) is None:
         return None
     return module.dz_dconcentration(x.contiguous(), concentration.contiguous())
+
+
+def best_fisher_draw(
+    concentration: Tensor, top: float, generator: torch.Generator | None = None, noise: bool = False
+) -> Tensor | None:
+    """One Best-Fisher draw per element of ``concentration`` (flattened): the centred sample, its modulus
+    clamped to ``top``, or with ``noise`` the accepted signed noise in [-1, 1). ``None`` where the kernel
+    does not apply (as :func:`von_mises_dz_dconcentration`). Its Philox key, 64 bits, comes from
+    ``generator`` (torch's global generator by default)."""
+    if (module := _applies(concentration)) is None:
+        return None
+    key = torch.randint(
+        0, 1 << 32, (2,), dtype=torch.int64, device=concentration.device, generator=generator
+    ).tolist()
+    return module.best_fisher(concentration.detach().reshape(-1).contiguous(), key[0], key[1], noise, top)
