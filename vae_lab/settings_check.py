@@ -53,6 +53,7 @@ RULES: dict[str, Rule] = {
     "precision": ((lambda x: x in (32, 64) and _int(x)), "expected 32 or 64"),
     "test": BOOL,
     "flush_denormal": BOOL,
+    "compile": BOOL,
     "trainer.max_epochs": int_at_least(-1, null=True),
     "trainer.max_steps": int_at_least(-1),
     "trainer.min_epochs": int_at_least(0, null=True),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import sys
 import time
 import traceback
 import warnings
@@ -83,6 +84,9 @@ def train(cfg: DictConfig) -> float:
             configure_torch(cfg)
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
             datamodule, model = build(cfg)
+            if cfg.get("compile", False):
+                _announce("compile: true: compiling the training objective at the first step (~1 minute)")
+                model.compile_training_loss()
             if rank:  # DDP: rank 0's initial weights are broadcast; each rank draws its own latent samples
                 torch.manual_seed(derived_seed(cfg.seed, rank))
             callbacks = [instantiate_key(cfg, f"callbacks.{name}") for name in cfg.callbacks]
@@ -232,3 +236,11 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
 
     walk("", container)
     return flat
+
+
+def _announce(message: str) -> None:
+    """A line in train.log and on the console (which shows no INFO records), for a pause a user would
+    otherwise take for a hang."""
+    log.info(message)
+    if global_rank() == 0:
+        print(f"vae-lab: {message}", file=sys.stderr, flush=True)
