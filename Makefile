@@ -42,6 +42,7 @@ bench: dev
 	@$(PY) benchmarks/bench_von_mises.py --device $(DEVICE)
 	@$(PY) benchmarks/bench_iw_nll.py --images 100 --repeats 1
 	@$(PY) benchmarks/bench_startup.py
+	@$(PY) benchmarks/bench_compile.py --device $(DEVICE)
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir outputs
