@@ -9,7 +9,7 @@ from conftest import quiet_trainer, tiny_vae
 
 from vae_lab.data.loader import TensorBatches
 from vae_lab.estimators import ReparamEstimator
-from vae_lab.model.vae import step_counters
+from vae_lab.model.direct_step import step_counters
 
 # a clip far above any gradient: it changes nothing but makes Lightning run its automatic loop
 NO_OP_CLIP = {"gradient_clip_val": 1e30}

@@ -13,10 +13,12 @@ in the same order on the same tensors, with Lightning's step counter advanced as
 advances it (the manual loop's ``_on_before_step`` / ``_on_after_step``), so ``global_step``, logging,
 checkpoints and resume are those of the wrapped path, bit for bit (``tests/model/test_direct_step.py``).
 Anything else (DDP, mixed precision, a profiler, a user's callback with one of the hooks) takes Lightning's
-own path.
+own path. :func:`step_counters` carries a checkpoint's step count between Lightning's two loops.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
@@ -26,7 +28,7 @@ from pytorch_lightning.profilers import PassThroughProfiler
 from pytorch_lightning.strategies import SingleDeviceStrategy
 from torch import Tensor
 
-__all__ = ["applies", "step"]
+__all__ = ["applies", "step", "step_counters"]
 
 #: the hooks that Lightning's wrapped backward and optimizer step call on every callback and the module
 STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
@@ -67,3 +69,22 @@ def step(module: pl.LightningModule, optimizer: LightningOptimizer, loss: Tensor
     optimizer._on_before_step()  # the manual loop's: counts the step as ready (and starts no profiler)
     optimizer.optimizer.step()
     optimizer._on_after_step()  # counts it as completed: global_step advances
+
+
+def step_counters(checkpoint: dict[str, Any], manual: bool) -> None:
+    """Carry the optimizer-step count of a checkpoint over to the loop that resumes it.
+
+    Lightning counts steps (``global_step``) in one of two loop states, the automatic loop's
+    ``optim_progress.optimizer.step`` or the manual loop's ``optim_step_progress``, and saves both. A
+    checkpoint written by the other loop (vae-lab before manual optimization, or a run with gradient
+    clipping) would resume at step 0 in this one; its count is copied over where this loop's is zero.
+    """
+    loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    auto = loop.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer", {}).get("step")
+    manual_step = loop.get("epoch_loop.manual_optimization.optim_step_progress")
+    if auto is None or manual_step is None:
+        return
+    source, target = (auto, manual_step) if manual else (manual_step, auto)
+    if target["total"]["completed"] == 0 and source["total"]["completed"] > 0:
+        for key in ("total", "current"):
+            target[key] = dict(source[key])

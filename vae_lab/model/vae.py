@@ -354,26 +354,7 @@ class VAE(pl.LightningModule):
             checkpoint[run_checkpoint.KEY] = run_checkpoint.record(self.run_config)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        step_counters(checkpoint, manual=not self.automatic_optimization)
-
-
-def step_counters(checkpoint: dict[str, Any], manual: bool) -> None:
-    """Carry the optimizer-step count of a checkpoint over to the loop that resumes it.
-
-    Lightning counts steps (``global_step``) in one of two loop states, the automatic loop's
-    ``optim_progress.optimizer.step`` or the manual loop's ``optim_step_progress``, and saves both. A
-    checkpoint written by the other loop (vae-lab before manual optimization, or a run with gradient
-    clipping) would resume at step 0 in this one; its count is copied over where this loop's is zero.
-    """
-    loop = checkpoint.get("loops", {}).get("fit_loop", {})
-    auto = loop.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer", {}).get("step")
-    manual_step = loop.get("epoch_loop.manual_optimization.optim_step_progress")
-    if auto is None or manual_step is None:
-        return
-    source, target = (auto, manual_step) if manual else (manual_step, auto)
-    if target["total"]["completed"] == 0 and source["total"]["completed"] > 0:
-        for key in ("total", "current"):
-            target[key] = dict(source[key])
+        direct_step.step_counters(checkpoint, manual=not self.automatic_optimization)
 
 
 def document_log_perplexity(elbo: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
