@@ -12,7 +12,7 @@ parameters' dtype, with its constants and its angle rewritten so that nothing ca
 from 1e-6 to 1e6 (and beyond); small batches propose several candidates per round to need fewer rounds;
 the only Python loop runs over rejection rounds of the still-rejected entries.
 
-On a CPU, for float32 and float64 and batches of 1024 elements or more, a fused kernel
+On a CPU, for float32 and float64, a fused kernel
 (:mod:`vae_lab.distributions.kernels`, ``best_fisher.cpp``) runs the same sampler in one pass, all
 arithmetic in double, its random numbers from Philox4x32-10 under a key drawn from torch's generator (so
 ``torch.manual_seed`` or a ``generator`` reproduce its samples, but the stream differs from the eager
@@ -115,22 +115,17 @@ def _propose(
     return u1.gather(0, first)[0], big_d.gather(0, first)[0], best[0] > 0
 
 
-# Below this many elements the eager sampler runs: there a first draw should not pay the extension's build
-# (about a minute) for a gain of a fraction of a millisecond, nor import torch.utils.cpp_extension.
-_FUSED_MIN_ELEMENTS = 1024
-
-
 def _fused(kappa: Tensor, generator: torch.Generator | None, noise: bool) -> Tensor | None:
-    """The fused kernel's draws (flattened), or ``None`` where it does not apply or the batch is small."""
-    if kappa.numel() < _FUSED_MIN_ELEMENTS:
-        return None
+    """The fused kernel's draws (flattened), or ``None`` where it does not apply. At any batch size: a VAE's
+    batch (100 x 10 concentrations) draws in about 0.2 ms fused against 1.1-1.7 ms eager, whose rejection
+    rounds are a dozen small operations each; the first draw builds the extension (once per machine)."""
     return kernels.best_fisher_draw(kappa.detach(), largest_below_pi(kappa.dtype), generator, noise)
 
 
 def accepted_noise(kappa: Tensor, generator: torch.Generator | None = None) -> Tensor:
     r"""The accepted signed noise :math:`u \in [-1, 1)` of one Best-Fisher draw per element of ``kappa``
     (flattened), in the dtype of ``kappa`` (float32 or float64), without gradients, from ``generator``
-    (torch's global generator by default). The fused kernel where it applies (1024 elements or more), else
+    (torch's global generator by default). The fused kernel where it applies (CPU, float32/float64, enabled), else
     the eager code.
     """
     fused = _fused(kappa, generator, noise=True)
