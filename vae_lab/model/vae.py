@@ -125,7 +125,7 @@ class VAE(pl.LightningModule):
         self.counts = bool(getattr(likelihood, "counts", False))
         self._perplexity_sums: dict[str, Tensor] = {}
         self._direct_step = False  # set per fit in on_train_start (vae_lab.model.direct_step)
-        self._compiled_loss: Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]] | None = None
+        self._compiled_loss: Callable[..., tuple[Tensor, dict[str, Tensor]]] | None = None
         self._prior_params = [p for p in prior.parameters() if p.requires_grad]
         self.prior_freeze_steps = int(getattr(prior, "freeze_steps", 0) or 0)
         self.optimizer_factory = optimizer
@@ -168,7 +168,9 @@ class VAE(pl.LightningModule):
         """log p(x|z), shape z.shape[:-1]."""
         return self.likelihood.log_prob(x, self.decoder(self.posterior.decoder_input(z)))
 
-    def elbo(self, x: Tensor, n_samples: int | None = None, kl_weight: float = 1.0) -> dict[str, Tensor]:
+    def elbo(
+        self, x: Tensor, n_samples: int | None = None, kl_weight: float | Tensor = 1.0
+    ) -> dict[str, Tensor]:
         """Per-data-point ELBO terms (shape (B,)) and the surrogate whose gradient is the estimator's.
 
         Returns a dict with ``elbo``, ``recon`` (E_q log p(x|z)), ``kl`` and ``surrogate``. The surrogate
@@ -193,7 +195,8 @@ class VAE(pl.LightningModule):
             kl = kl_divergence(q, p)
             return {"elbo": rec - kl, "recon": rec, "kl": kl, "surrogate": surrogate - kl_weight * kl}
         # f(z) = log p(x|z) + kl_weight * log p(z)/q(z|x); the bound itself is at weight 1
-        elbo = est.value.mean(0) if kl_weight == 1.0 else rec + log_ratio[-1].mean(0)
+        at_one = not isinstance(kl_weight, Tensor) and kl_weight == 1.0
+        elbo = est.value.mean(0) if at_one else rec + log_ratio[-1].mean(0)
         return {"elbo": elbo, "recon": rec, "kl": rec - elbo, "surrogate": surrogate}
 
     def iw_log_likelihood(self, x: Tensor, k: int | None = None, chunk: int | None = None) -> Tensor:
@@ -205,22 +208,27 @@ class VAE(pl.LightningModule):
         """
         return iw.iw_log_likelihood(self, x, k or self.iw_samples, chunk or self.iw_chunk)
 
-    def training_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def training_loss(
+        self, x: Tensor, kl_weight: float | Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """The training objective at the current step and the ELBO terms it was computed from.
 
         loss = -(1/B) sum_b surrogate_b, the surrogate estimating E_q log p(x_b|z) - beta KL(q(z|x_b) || p(z))
         with beta = :meth:`kl_weight` (the KL warm-up; 1 without it). Its gradient is the one an optimizer
         step follows; ``training_step`` and the gradient-variance probe both differentiate this function,
         so the probe measures the gradient that trains (whatever estimator is plugged in at the time).
+        ``kl_weight`` overrides beta (the compiled objective takes it as a tensor, see
+        :meth:`compile_training_loss`).
         """
-        terms = self.elbo(x, kl_weight=self.kl_weight())
+        terms = self.elbo(x, kl_weight=self.kl_weight() if kl_weight is None else kl_weight)
         return -terms["surrogate"].mean(), terms
 
     def compile_training_loss(self) -> None:
         """Train on ``torch.compile(self.training_loss)`` (the config's ``compile: true``).
 
         Compilation takes half a minute to a few minutes at the first step (again once for a last, smaller
-        batch and when the KL weight starts to change), and then pays on long runs of models whose
+        batch; the KL warm-up's weight goes in as a tensor, so that its change recompiles nothing), and
+        then pays on long runs of models whose
         objective compiles into one graph (Normal latents with explicit reparameterization); samplers with
         rejection loops (von Mises, Gamma, Dirichlet) break the graph and gain little. Validation, test and
         the gradient-variance probe stay eager. Compiled kernels may round differently from eager ones, so
@@ -248,7 +256,13 @@ class VAE(pl.LightningModule):
         pass
 
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
-        loss, terms = (self._compiled_loss or self.training_loss)(x)
+        if self._compiled_loss is None:
+            loss, terms = self.training_loss(x)
+        elif self.kl_warmup_steps > 0:  # the weight as a tensor: its change recompiles nothing
+            beta = torch.tensor(self.kl_weight(), dtype=x.dtype, device=x.device)
+            loss, terms = self._compiled_loss(x, beta)
+        else:
+            loss, terms = self._compiled_loss(x)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}")
         if self._is_logging_step():
