@@ -75,7 +75,7 @@ reproduce-vae-mnist: install
 
 # The paper's table at full budget (180k steps): 3 seeds (SEEDS) for implicit, RSVI B=1 and B=20; one
 # seed (SEED1) for RSVI B=5, B=10 and the score function; and implicit and RSVI B=20 with the earlier
-# preset's clip [0.1, 1e3] (OLD_CLIP). About 15-25 minutes a run, two at a time (joblib).
+# preset's clip [0.1, 1e3] (OLD_CLIP). 31-36 minutes a run alone on 2 cores, 37-72 with two at a time (joblib).
 SEED1 ?= 0
 OLD_CLIP := model.posterior.min_concentration=0.1 model.prior.min_alpha=0.1
 LDA := experiment=figurnov2018/lda_20news
