@@ -56,6 +56,47 @@ def _line_with_band(ax, stats: pd.DataFrame, label: str, color: str) -> None:
         ax.fill_between(stats["step"][band], lo[band], hi[band], color=line.get_color(), alpha=0.2, lw=0)
 
 
+#: panels per row of a figure: a sweep with many metrics (a probe's ``compare``) wraps into rows
+PANELS_PER_ROW = 4
+
+
+def _panels(plt, n: int, width: float, height: float):
+    """A figure of ``n`` panels, at most :data:`PANELS_PER_ROW` a row, and its used axes in order (the
+    rest of the last row hidden)."""
+    cols = min(n, PANELS_PER_ROW)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _legend_below(fig, axes) -> None:
+    """One legend for the figure, under its panels: group labels are long, and a legend inside a panel
+    hides its lines."""
+    handles, labels = {}, []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    if labels:
+        rows = 1 if len(labels) <= 4 else len(labels)
+        fig.legend(
+            [handles[label] for label in labels],
+            labels,
+            loc="lower center",
+            fontsize="small",
+            ncol=len(labels) if rows == 1 else 1,
+            frameon=False,
+        )
+        bottom = (0.2 + 0.18 * rows) / fig.get_size_inches()[1]  # the legend's lines, in inches
+        fig.tight_layout(rect=(0, bottom, 1, 1))
+    else:
+        fig.tight_layout()
+
+
 def plot_curves(sweep: Sweep, path: Path) -> bool:
     """train/elbo and val/elbo against step: mean over seeds per group, band of ± 1 std."""
     metrics = [m for m in ("train/elbo", "val/elbo") if (sweep.curves["metric"] == m).any()]
@@ -87,8 +128,8 @@ def plot_grad_variance(sweep: Sweep, path: Path) -> bool:
     if not names:
         return False
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.2), squeeze=False)
-    for ax, m in zip(axes[0], names, strict=True):
+    fig, axes = _panels(plt, len(names), 6, 4.2)
+    for ax, m in zip(axes, names, strict=True):
         for label, stats in series[m]:
             stats = stats[stats["mean"] > 0]
             if len(stats):
@@ -96,8 +137,7 @@ def plot_grad_variance(sweep: Sweep, path: Path) -> bool:
         ax.set_yscale("log")
         ax.set(xlabel="step", ylabel="gradient variance", title=f"{m}: mean ± std over seeds")
         ax.grid(alpha=0.3, which="both")
-    axes[0][-1].legend(fontsize="small", loc="best")
-    fig.tight_layout()
+    _legend_below(fig, axes)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
@@ -109,10 +149,11 @@ def plot_final(sweep: Sweep, table: pd.DataFrame, metrics: Sequence[str], path: 
     if not metrics or table.empty:
         return False
     plt = _pyplot()
-    width = max(4.0, 0.6 * len(table) + 2)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(width * len(metrics), 4.5), squeeze=False)
+    width = max(4.0, 0.4 * len(table) + 2)
+    fig, axes = _panels(plt, len(metrics), width, 4.5)
     x = np.arange(len(table))
-    for ax, m in zip(axes[0], metrics, strict=True):
+    groups = [f"{i + 1}: {group}" for i, group in enumerate(table["group"])]  # long: named in the legend
+    for ax, m in zip(axes, metrics, strict=True):
         for i in x:
             ax.errorbar(
                 x[i],
@@ -121,14 +162,15 @@ def plot_final(sweep: Sweep, table: pd.DataFrame, metrics: Sequence[str], path: 
                 fmt="o",
                 capsize=4,
                 color=sweep.color(table["group"].iloc[i]),
+                label=groups[i],
             )
         ax.set_xlim(-0.5, len(table) - 0.5)
-        ax.set_xticks(x, table["group"], rotation=30, ha="right", fontsize="small")
-        ax.set(title=m, ylabel=m)
+        ax.set_xticks(x, [str(i + 1) for i in x])
+        ax.set(title=m, ylabel=m, xlabel="group")
         if GRAD_VAR.match(m.removeprefix(BEST_PREFIX)) and (table[f"{m}_mean"] > 0).all():
             ax.set_yscale("log")
         ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
+    _legend_below(fig, axes)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
