@@ -182,47 +182,37 @@ def test_sigint_at_an_epoch_boundary_stops_cleanly_and_resumes_exactly(cli, refe
     assert summary(run_dir)["metrics"] == summary(reference)["metrics"]
 
 
-def test_resume_at_an_epoch_cut_short_by_limit_train_batches_is_exact(cli, tmp_path):
-    """An epoch that ends at trainer.limit_train_batches (4 of 7 batches) is finished: the resumed run
-    starts the next epoch with a fresh shuffle, as the uninterrupted run does."""
+def stop_resume_and_compare(cli, tmp_path: Path, extra: list[str], step: int) -> None:
+    """Run ``extra`` uninterrupted (the reference), then stopped by SIGTERM at ``step`` and resumed: the
+    resumed run's metrics.csv and summary metrics equal the reference's, byte for byte."""
     from conftest import run_cli
 
-    limited = ["trainer.max_epochs=3", "+trainer.limit_train_batches=4"]
     reference_dir = tmp_path / "reference"
     reference_dir.mkdir()
-    done = run_cli(["train", *TINY, *limited, "+callbacks.kill.step=-1"], reference_dir, env=ENV)
+    done = run_cli(["train", *TINY, *extra, "+callbacks.kill.step=-1"], reference_dir, env=ENV)
     assert done.returncode == 0, done.stderr[-3000:]
     reference = only_run_dir(reference_dir)
 
-    stopped = cli("train", *TINY, *limited, "+callbacks.kill.step=4", env=ENV)
+    stopped = cli("train", *TINY, *extra, f"+callbacks.kill.step={step}", env=ENV)
     assert stopped.returncode == 143, stopped.stderr[-3000:]
-    assert summary(only_run_dir(cli.cwd))["steps"] == 4
-    resumed = cli("train", *TINY, *limited, "+callbacks.kill.step=4", "resume=true", env=ENV)
+    assert summary(only_run_dir(cli.cwd))["steps"] == step
+    resumed = cli("train", *TINY, *extra, f"+callbacks.kill.step={step}", "resume=true", env=ENV)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     run_dir = only_run_dir(cli.cwd)
     assert (run_dir / "metrics.csv").read_bytes() == (reference / "metrics.csv").read_bytes()
     assert summary(run_dir)["metrics"] == summary(reference)["metrics"]
+
+
+def test_resume_at_an_epoch_cut_short_by_limit_train_batches_is_exact(cli, tmp_path):
+    """An epoch that ends at trainer.limit_train_batches (4 of 7 batches) is finished: the resumed run
+    starts the next epoch with a fresh shuffle, as the uninterrupted run does."""
+    stop_resume_and_compare(cli, tmp_path, ["trainer.max_epochs=3", "+trainer.limit_train_batches=4"], 4)
 
 
 def test_resume_of_a_von_mises_run_is_exact(cli, tmp_path):
     """The von Mises VAE draws from the fused sampler (Philox keyed from torch's generator) and takes the
     fused dz/dkappa: a run stopped mid-epoch and resumed ends exactly like the uninterrupted one."""
-    from conftest import run_cli
-
-    vonmises = ["posterior=vonmises", "trainer.max_epochs=1"]
-    reference_dir = tmp_path / "reference"
-    reference_dir.mkdir()
-    done = run_cli(["train", *TINY, *vonmises, "+callbacks.kill.step=-1"], reference_dir, env=ENV)
-    assert done.returncode == 0, done.stderr[-3000:]
-    reference = only_run_dir(reference_dir)
-
-    stopped = cli("train", *TINY, *vonmises, "+callbacks.kill.step=3", env=ENV)
-    assert stopped.returncode == 143, stopped.stderr[-3000:]
-    resumed = cli("train", *TINY, *vonmises, "+callbacks.kill.step=3", "resume=true", env=ENV)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    run_dir = only_run_dir(cli.cwd)
-    assert (run_dir / "metrics.csv").read_bytes() == (reference / "metrics.csv").read_bytes()
-    assert summary(run_dir)["metrics"] == summary(reference)["metrics"]
+    stop_resume_and_compare(cli, tmp_path, ["posterior=vonmises", "trainer.max_epochs=1"], 3)
 
 
 # -- nothing to resume -----------------------------------------------------------------------------

@@ -224,15 +224,12 @@ class VAE(pl.LightningModule):
         return -terms["surrogate"].mean(), terms
 
     def compile_training_loss(self) -> None:
-        """Train on ``torch.compile(self.training_loss)`` (the config's ``compile: true``).
-
-        Compilation takes half a minute to a few minutes at the first step (again once for a last, smaller
-        batch; the KL warm-up's weight goes in as a tensor, so that its change recompiles nothing), and
-        then pays on long runs of models whose
-        objective compiles into one graph (Normal latents with explicit reparameterization); samplers with
-        rejection loops (von Mises, Gamma, Dirichlet) break the graph and gain little. Validation, test and
-        the gradient-variance probe stay eager. Compiled kernels may round differently from eager ones, so
-        a compiled run matches an eager run of the same seed to float precision, not bit for bit.
+        """Train on ``torch.compile(self.training_loss)`` (the config's ``compile: true``). The first step
+        compiles (half a minute to minutes; once more for a last, smaller batch; the KL warm-up's weight
+        is a tensor input, so its change recompiles nothing). It pays on long runs of objectives that
+        compile into one graph (Normal latents); rejection samplers break the graph. Validation, test
+        and the probes stay eager; compiled kernels round differently, so a compiled run matches an
+        eager one of the same seed to float precision, not bit for bit.
         """
         self._compiled_loss = torch.compile(self.training_loss)
 
