@@ -59,7 +59,10 @@ def last_line(text: str) -> str:
 def sweep(tmp_path_factory) -> SimpleNamespace:
     """A two-job sweep killed hard (SIGKILL) at step 10 of job 1, after job 0 completed; then resumed."""
     cwd = tmp_path_factory.mktemp("sweep")
-    sweep_args = ["-m", "+callbacks.kill.step=1000,10", "+callbacks.kill.signum=SIGKILL"]
+    # steps slowed by a sleep: the killed segment's time (to its checkpoint at step 7) outweighs a
+    # resumed job's set-up and test, so a resume that forgot it would show in duration_s
+    slow = ["+callbacks.slow._target_=slow_steps.SlowSteps", "+callbacks.slow.seconds=0.4"]
+    sweep_args = ["-m", "+callbacks.kill.step=1000,10", "+callbacks.kill.signum=SIGKILL", *slow]
     killed = train(cwd, *sweep_args)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     (sweep_dir,) = cwd.glob("outputs/multirun/*/*")
@@ -70,9 +73,16 @@ def sweep(tmp_path_factory) -> SimpleNamespace:
         job1_status=summary(job1)["status"],
         job1_steps=[int(float(s)) for s in _column(job1 / "metrics.csv", "step")],
         job1_checkpoints=sorted(p.name for p in (job1 / "checkpoints").iterdir()),
+        job1_elapsed_s=_elapsed_s(job1 / "checkpoints" / "last.ckpt"),
     )
     resumed = train(cwd, *sweep_args, f"hydra.sweep.dir={sweep_dir}", "resume=true")
     return SimpleNamespace(cwd=cwd, dir=sweep_dir, job0=job0, job1=job1, before=before, resumed=resumed)
+
+
+def _elapsed_s(checkpoint: Path) -> float:
+    import torch
+
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)["vae_lab_resume"]["elapsed_s"]
 
 
 def _column(path: Path, name: str) -> list[str]:
@@ -107,6 +117,9 @@ def test_sweep_resume_skips_completed_jobs_and_continues_the_killed_one(sweep, r
     assert job1["resumed_from"] == str(sweep.job1 / "checkpoints" / "last.ckpt")
     assert (sweep.job1 / "metrics.csv").read_bytes() == (reference / "metrics.csv").read_bytes()
     assert job1["metrics"] == summary(reference)["metrics"]
+    # the killed segment's time up to its checkpoint counts: summary.json had no record of it
+    final_elapsed_s = _elapsed_s(sweep.job1 / "checkpoints" / "last.ckpt")  # carried over, then added to
+    assert job1["duration_s"] >= final_elapsed_s > sweep.before.job1_elapsed_s > 0
 
 
 # -- SIGTERM ---------------------------------------------------------------------------------------

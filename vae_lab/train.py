@@ -71,7 +71,8 @@ def train(cfg: DictConfig) -> float:
         print(f"vae-lab train: completed already; best val/elbo {best:.4f}; outputs in {run_dir}")
         return best
     started = time.time()
-    earlier_s = Summary.earlier_duration(run_dir) if resuming else 0.0  # wall time before the stop
+    # wall time before the stop: summary.json's record of it, or the checkpoint's (below) where larger
+    earlier_s = Summary.earlier_duration(run_dir) if resuming else 0.0
     rank = global_rank()  # DDP: only rank 0 writes to the run directory
     summary = (
         Summary.start(run_dir, task_overrides()) if rank == 0 else _Unwritten(Status.RUNNING, str(run_dir))
@@ -91,6 +92,7 @@ def train(cfg: DictConfig) -> float:
                 torch.manual_seed(derived_seed(cfg.seed, rank))
             callbacks = [instantiate_key(cfg, f"callbacks.{name}") for name in cfg.callbacks]
             start = ResumePoint.find(callbacks, resuming)
+            earlier_s = max(earlier_s, start.elapsed_s)  # a SIGKILL records no time but its checkpoints'
             loggers = [
                 instantiate_key(cfg, f"logger.{name}", **start.logger_kwargs(cfg.logger[name]))
                 for name in cfg.logger

@@ -27,6 +27,20 @@ def test_the_newest_resumable_checkpoint_is_chosen(tmp_path):
     assert ResumePoint.find(callbacks, resuming=False) == ResumePoint()  # only when asked to resume
 
 
+def test_the_resume_point_reads_the_step_rows_and_wall_time_of_its_checkpoint(tmp_path):
+    import torch
+
+    from vae_lab.runs.resume_state import CHECKPOINT_KEY
+
+    last = ModelCheckpoint(dirpath=tmp_path, filename="best", save_last=True)
+    ours = {"csv_rows": {"metrics.csv": 12}, "elapsed_s": 42.5}
+    torch.save({"global_step": 70, CHECKPOINT_KEY: ours}, tmp_path / "last.ckpt")
+    found = ResumePoint.find([last], resuming=True)
+    assert (found.step, found.csv_rows, found.elapsed_s) == (70, {"metrics.csv": 12}, 42.5)
+    torch.save({"global_step": 70}, tmp_path / "last.ckpt")  # a checkpoint of an older vae-lab
+    assert ResumePoint.find([last], resuming=True).elapsed_s == 0.0
+
+
 def test_a_stop_says_whether_it_saved_the_checkpoint(tmp_path):
     interrupt = InterruptCheckpoint(tmp_path)
     assert stopped(signal.SIGTERM, 3, tmp_path, [interrupt], since=0.0).checkpoint is None

@@ -88,6 +88,7 @@ class ResumePoint:
     step: int = 0
     csv_rows: dict[str, int] | None = field(default_factory=dict)
     resuming: bool = False
+    elapsed_s: float = 0.0  # wall seconds trained up to the checkpoint (0: fresh, or not recorded)
 
     @classmethod
     def find(cls, callbacks: Iterable[Any], resuming: bool) -> ResumePoint:
@@ -98,8 +99,9 @@ class ResumePoint:
         import torch
 
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        rows = (state.get(CHECKPOINT_KEY) or {}).get("csv_rows")
-        return cls(checkpoint, int(state.get("global_step", 0)), rows, resuming)
+        ours = state.get(CHECKPOINT_KEY) or {}
+        step = int(state.get("global_step", 0))
+        return cls(checkpoint, step, ours.get("csv_rows"), resuming, float(ours.get("elapsed_s", 0.0)))
 
     def logger_kwargs(self, node: Any) -> dict[str, Any]:
         """Extra arguments for the logger configured by ``node`` (:func:`vae_lab.runs.logs.logger_kwargs`)."""

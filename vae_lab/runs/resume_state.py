@@ -4,6 +4,7 @@ exactly: :class:`ResumeState` (``conf/callbacks/resume_state.yaml``)."""
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,10 @@ class ResumeState(Callback):
     - ``trainer.callback_metrics``, the latest value of every logged metric, which ``summary.json``
       reports (a run resumed at its very end trains no further step that would log them again);
     - how many rows each CSV logger had written: a run killed without a chance to save (SIGKILL) may
-      have flushed rows after its last checkpoint, which :func:`vae_lab.runs.logs.trim_csv_logs` drops.
+      have flushed rows after its last checkpoint, which :func:`vae_lab.runs.logs.trim_csv_logs` drops;
+    - ``elapsed_s``, the wall seconds the run has trained up to this checkpoint over all its segments
+      (each segment's time from its ``on_fit_start``), so that a run killed without a chance to record
+      its time still counts it when resumed (``summary.json``'s ``duration_s``).
 
     They are put back in ``on_fit_start`` (after Lightning has loaded the checkpoint and reset its
     metrics, before the first step; nothing in between draws a random number), so the resumed run
@@ -37,6 +41,13 @@ class ResumeState(Callback):
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
+        self._earlier_s = 0.0  # elapsed_s of the checkpoint this segment resumed from
+        self._started: float | None = None  # time.monotonic() at this segment's on_fit_start
+
+    def elapsed_s(self) -> float:
+        """Wall seconds trained so far: earlier segments (as checkpointed) and this one."""
+        since = time.monotonic() - self._started if self._started is not None else 0.0
+        return self._earlier_s + since
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
@@ -48,6 +59,7 @@ class ResumeState(Callback):
                 for k, v in trainer.callback_metrics.items()
             },
             "csv_rows": csv_rows(trainer.loggers, trainer.default_root_dir),
+            "elapsed_s": self.elapsed_s(),
         }
 
     def on_load_checkpoint(
@@ -59,6 +71,8 @@ class ResumeState(Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         state, self._pending = self._pending, None
+        self._started = time.monotonic()
+        self._earlier_s = float((state or {}).get("elapsed_s", 0.0))
         if state is None:
             return
         set_rng_states(state["rng"])
