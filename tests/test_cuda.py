@@ -101,7 +101,7 @@ def test_von_mises_gradient_on_cuda_matches_the_cpu_float64_reference(dtype, rec
     """dz/dkappa of 20,000 GPU rsample draws at each of 17 concentrations (both sides of every switch),
     by backpropagation on the GPU, against ``von_mises_dz_dconcentration`` in float64 on the CPU at the
     same x. float32: relative error below 1e-4 for 99.9% of the draws at every concentration (the CPU's
-    own float32 criterion, tests/distributions/test_von_mises.py); float64: the same algorithm in the
+    own float32 criterion, tests/distributions/test_von_mises_cdf.py); float64: the same algorithm in the
     same precision, below 1e-9 everywhere."""
     torch.manual_seed(3)
     n = 20_000

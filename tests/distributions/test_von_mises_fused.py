@@ -1,5 +1,5 @@
 """The fused CPU kernel for dz/dkappa (vae_lab.distributions.kernels, von_mises_grad.cpp): against 30-digit
-quadrature on the quantile grid of test_von_mises.py, against the eager float64 code, independent of the
+quadrature on the quantile grid of test_von_mises_cdf.py, against the eager float64 code, independent of the
 thread count, and the switches around it (``VAE_LAB_FUSED=0``, a failed build, a lazy import).
 
 The kernel is compiled on first use (about half a minute, then cached by torch for the machine).
@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from test_von_mises import quantile_grid  # noqa: F401  (the module-scoped fixture: x, kappa, mpmath)
+from test_von_mises_cdf import quantile_grid  # noqa: F401  (the module-scoped fixture: x, kappa, mpmath)
 
 from vae_lab.distributions import best_fisher, kernels
 from vae_lab.distributions import von_mises_cdf as vmc
