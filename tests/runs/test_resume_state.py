@@ -44,7 +44,10 @@ def test_checkpoints_carry_the_wall_time_of_every_segment(tmp_path, monkeypatch)
     clock = Clock(100.0)
     monkeypatch.setattr(resume_state, "time", clock)
     trainer = SimpleNamespace(
-        callback_metrics={}, loggers=[], default_root_dir=str(tmp_path), state=SimpleNamespace(fn=TrainerFn.FITTING)
+        callback_metrics={},
+        loggers=[],
+        default_root_dir=str(tmp_path),
+        state=SimpleNamespace(fn=TrainerFn.FITTING),
     )
     first = ResumeState()
     first.on_fit_start(trainer, None)
