@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import torch
-
-from types import SimpleNamespace
-
 from pytorch_lightning.trainer.states import TrainerFn
 
 from vae_lab.runs import resume_state
