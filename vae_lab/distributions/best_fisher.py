@@ -125,8 +125,8 @@ def _fused(kappa: Tensor, generator: torch.Generator | None, noise: bool) -> Ten
 def accepted_noise(kappa: Tensor, generator: torch.Generator | None = None) -> Tensor:
     r"""The accepted signed noise :math:`u \in [-1, 1)` of one Best-Fisher draw per element of ``kappa``
     (flattened), in the dtype of ``kappa`` (float32 or float64), without gradients, from ``generator``
-    (torch's global generator by default). The fused kernel where it applies (CPU, float32/float64, enabled), else
-    the eager code.
+    (torch's global generator by default). The fused kernel where it applies (CPU, float32/float64,
+    enabled), else the eager code.
     """
     fused = _fused(kappa, generator, noise=True)
     return fused if fused is not None else _eager_noise(kappa, generator)[0]
