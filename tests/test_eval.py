@@ -46,6 +46,29 @@ def test_eval_reproduces_the_runs_own_test_metrics(digits_run, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_per_example_rows_are_the_split_in_order_and_average_to_the_metrics(digits_run, tmp_path):
+    import csv
+
+    proc = run_cli(
+        ["eval", f"ckpt={digits_run / 'checkpoints' / 'best.ckpt'}", "split=val", "per_example=true"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "eval.json and per_example.csv" in proc.stdout
+    result = eval_result(tmp_path)
+    (path,) = tmp_path.glob("outputs/eval/*/*/per_example.csv")
+    with path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == ["index", "elbo", "recon", "kl", "nll"]
+    assert [int(r["index"]) for r in rows] == list(range(len(rows)))
+    assert len(rows) > 100  # digits' validation rows: more than one batch (+debug=fast scores them all)
+    for name in ("elbo", "recon", "kl", "nll"):
+        mean = sum(float(r[name]) for r in rows) / len(rows)
+        assert mean == pytest.approx(result["metrics"][f"val/{name}"], rel=1e-5, abs=1e-5), name
+    elbo, recon, kl = (torch.tensor([float(r[k]) for r in rows]) for k in ("elbo", "recon", "kl"))
+    torch.testing.assert_close(elbo, recon - kl, rtol=1e-5, atol=1e-4)
+
+
 def test_eval_scores_another_split_with_overrides(digits_run, tmp_path):
     proc = run_cli(
         ["eval", f"ckpt={digits_run / 'checkpoints' / 'best.ckpt'}", "split=val", "model.iw_samples=20"],
@@ -85,11 +108,24 @@ def _other_format(run: Path, dest: Path) -> Path:
         (lambda run, cwd: [f"ckpt={_other_format(run, cwd / 'old.ckpt')}"], "checkpoint format 0"),
         (lambda run, cwd: [f"ckpt={run / 'checkpoints' / 'best.ckpt'}", "split=tset"], "split=tset"),
         (
+            lambda run, cwd: [f"ckpt={run / 'checkpoints' / 'best.ckpt'}", "per_example=yes"],
+            "per_example=yes: expected true or false",
+        ),
+        (
             lambda run, cwd: [f"ckpt={run / 'checkpoints' / 'best.ckpt'}", "posterior.min_scale=1"],
             "model.posterior.min_scale=1",
         ),
     ],
-    ids=["missing", "no-ckpt", "not-vae-lab", "not-a-checkpoint", "other-format", "split", "moved-key"],
+    ids=[
+        "missing",
+        "no-ckpt",
+        "not-vae-lab",
+        "not-a-checkpoint",
+        "other-format",
+        "split",
+        "per-example",
+        "moved-key",
+    ],
 )
 def test_bad_eval_input_gets_one_line_error_exit_2_and_writes_nothing(
     digits_run, tmp_path, make_args, expected

@@ -41,6 +41,8 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 SPLITS = ("train", "val", "test")
 RESULT = "eval.json"
+PER_EXAMPLE = "per_example.csv"
+PER_EXAMPLE_COLUMNS = ("elbo", "recon", "kl", "nll")
 #: keys of a run's config that eval does not use (it logs nothing, saves nothing, trains nothing)
 NOT_USED = ("logger", "callbacks", "resume", "test", "task_name", "preset_for")
 
@@ -98,6 +100,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     started = time.time()
     check(cfg.split in SPLITS, "split", f"one of {', '.join(SPLITS)}", cfg.split)
+    per_example = cfg.get("per_example", False)
+    check(isinstance(per_example, bool), "per_example", "true or false", per_example)
     ckpt = Path(str(cfg.ckpt))
     out_dir = Path(cfg.paths.output_dir)
     configure_torch(cfg)
@@ -113,6 +117,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         enable_model_summary=False,
         precision=f"{cfg.precision}-true",
     )
+    model.per_example = [] if per_example else None
     try:
         metrics = score(trainer, model, datamodule, cfg.split, cfg.seed, ckpt_path=str(ckpt))
     except RuntimeError as err:
@@ -135,10 +140,26 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "duration_s": round(time.time() - started, 3),
     }
     write_json(out_dir / RESULT, result)
+    if model.per_example is not None:
+        _write_per_example(out_dir / PER_EXAMPLE, model.per_example)
     log.info("%s: %s", RESULT, result)
     print(table(result))
-    print(f"vae-lab eval: {RESULT} in {out_dir}")
+    written = RESULT if model.per_example is None else f"{RESULT} and {PER_EXAMPLE}"
+    print(f"vae-lab eval: {written} in {out_dir}")
     return result
+
+
+def _write_per_example(path: Path, batches: list[Any]) -> None:
+    """``per_example.csv``: a row per example of the split, in the split's order (``index`` 0, 1, ...), with
+    its ELBO, reconstruction term, KL and importance-weighted NLL (nats); the metrics of ``eval.json`` are
+    their means. Shows which examples a mean stands on (one outlier can move it by nats)."""
+    import torch
+
+    rows = torch.cat(batches).double().numpy()
+    with path.open("w") as file:
+        file.write(",".join(("index", *PER_EXAMPLE_COLUMNS)) + "\n")
+        for i, row in enumerate(rows):
+            file.write(f"{i}," + ",".join(repr(float(v)) for v in row) + "\n")
 
 
 def _progress_bar() -> Any:

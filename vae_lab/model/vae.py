@@ -72,6 +72,9 @@ class VAE(pl.LightningModule):
     test_split: str = "test"
     #: the run's config (plain dict), stored in checkpoints; None: checkpoints without it
     run_config: dict[str, Any] | None = None
+    #: where the test loop collects each row's (elbo, recon, kl, nll), one (B, 4) tensor per batch;
+    #: None (default): not collected (`vae-lab eval per_example=true` sets a list)
+    per_example: list[Tensor] | None = None
 
     def __init__(
         self,
@@ -305,8 +308,11 @@ class VAE(pl.LightningModule):
         terms = self.elbo(x)
         self._log_terms(split, terms, x.shape[0])
         self._update_perplexity(split, x, terms["elbo"])
-        nll = -self.iw_log_likelihood(x).mean()
-        self.log(f"{split}/nll", nll, batch_size=x.shape[0], on_epoch=True, sync_dist=True)
+        ll = self.iw_log_likelihood(x)
+        if self.per_example is not None:  # `vae-lab eval per_example=true`: each row's terms, in order
+            columns = (terms["elbo"], terms["recon"], terms["kl"], -ll)
+            self.per_example.append(torch.stack([c.detach().reshape(-1) for c in columns], 1).cpu())
+        self.log(f"{split}/nll", -ll.mean(), batch_size=x.shape[0], on_epoch=True, sync_dist=True)
 
     def on_validation_epoch_start(self) -> None:
         self._perplexity_sums.pop("val", None)
