@@ -15,8 +15,7 @@ tokens are left out). Per-document ratios are accumulated over the epoch's batch
 the epoch's end, so the figure does not depend on the batch size. This is the definition of the paper's
 code (Figurnov et al. 2018, via TensorFlow Probability's LDA example: ``exp(mean(-elbo / words))``).
 
-A prior with ``freeze_steps > 0`` is held fixed for that many optimizer steps (its gradients are dropped
-before the optimizer sees them; see ``DirichletPrior``).
+A prior with ``freeze_steps > 0`` is held fixed for that many optimizer steps (``DirichletPrior``).
 """
 
 from __future__ import annotations
@@ -72,8 +71,7 @@ class VAE(pl.LightningModule):
     test_split: str = "test"
     #: the run's config (plain dict), stored in checkpoints; None: checkpoints without it
     run_config: dict[str, Any] | None = None
-    #: where the test loop collects each row's (elbo, recon, kl, nll), one (B, 4) tensor per batch;
-    #: None (default): not collected (`vae-lab eval per_example=true` sets a list)
+    #: a list set by `vae-lab eval per_example=true`: the test loop adds each batch's (elbo, recon, kl, nll)
     per_example: list[Tensor] | None = None
 
     def __init__(
@@ -288,11 +286,8 @@ class VAE(pl.LightningModule):
         return min(1.0, self.global_step / self.kl_warmup_steps)
 
     def _is_logging_step(self) -> bool:
-        """Whether the loggers will write this step's metrics (every ``trainer.log_every_n_steps``).
-
-        Lightning's ``self.log`` costs about as much as a small model's whole step, and values logged on
-        other steps are dropped anyway, so the training step logs only when they will be written.
-        """
+        """Whether the loggers will write this step's metrics (every ``trainer.log_every_n_steps``): only
+        then does the step call ``self.log``, which costs about as much as a small model's whole step."""
         trainer = self._trainer
         if trainer is None:
             return True
@@ -309,7 +304,7 @@ class VAE(pl.LightningModule):
         self._log_terms(split, terms, x.shape[0])
         self._update_perplexity(split, x, terms["elbo"])
         ll = self.iw_log_likelihood(x)
-        if self.per_example is not None:  # `vae-lab eval per_example=true`: each row's terms, in order
+        if self.per_example is not None:  # each row's terms, (B, 4), in order
             columns = (terms["elbo"], terms["recon"], terms["kl"], -ll)
             self.per_example.append(torch.stack([c.detach().reshape(-1) for c in columns], 1).cpu())
         self.log(f"{split}/nll", -ll.mean(), batch_size=x.shape[0], on_epoch=True, sync_dist=True)
