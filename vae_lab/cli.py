@@ -311,9 +311,9 @@ def _run_eval(args: list[str]) -> int:
         unknown = [s for s in _override_values(overrides, "split") if s not in SPLITS]
         if error is None and unknown:
             error = f"split={unknown[0]}: unknown split; choose one of: {', '.join(SPLITS)}"
-        flags_set = [v for v in _override_values(overrides, "per_example") if not isinstance(v, bool)]
-        if error is None and flags_set:
-            error = f"per_example={flags_set[0]}: expected true or false"
+        not_bool = [v for v in _override_values(overrides, "per_example") if not isinstance(v, bool)]
+        if error is None and not_bool:
+            error = f"per_example={not_bool[0]}: expected true or false"
     if error:
         print(f"vae-lab eval: error: {error}", file=sys.stderr)
         return 2

@@ -100,8 +100,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     started = time.time()
     check(cfg.split in SPLITS, "split", f"one of {', '.join(SPLITS)}", cfg.split)
-    per_example = cfg.get("per_example", False)
-    check(isinstance(per_example, bool), "per_example", "true or false", per_example)
     ckpt = Path(str(cfg.ckpt))
     out_dir = Path(cfg.paths.output_dir)
     configure_torch(cfg)
@@ -117,7 +115,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         enable_model_summary=False,
         precision=f"{cfg.precision}-true",
     )
-    model.per_example = [] if per_example else None
+    model.per_example = [] if cfg.get("per_example", False) else None  # true or false (checked by the CLI)
     try:
         metrics = score(trainer, model, datamodule, cfg.split, cfg.seed, ckpt_path=str(ckpt))
     except RuntimeError as err:
