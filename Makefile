@@ -56,6 +56,9 @@ lint: dev
 # REPRO_DIR where the sweeps go. Each target runs all its sweeps, then `vae-lab report`, and fails at the
 # end if any job failed (the report lists them).
 SEEDS ?= 0,1,2
+# After each sweep: a failed one marks the target failed and the next sweep runs; one stopped by a signal
+# (exit status 130 after Ctrl-C, 143 after SIGTERM) stops the target there, so nothing new starts.
+NEXT = || { code=$$?; [ $$code -lt 128 ] || exit $$code; status=1; }
 REPRO_DIR ?= outputs/reproduce/$(shell date +%Y-%m-%d/%H-%M-%S)
 REPRO_DIR := $(REPRO_DIR)
 VAE_LAB := $(VENV)/bin/vae-lab
@@ -70,9 +73,9 @@ MNIST := experiment=figurnov2018/vae_mnist
 MNIST_DIR = $(REPRO_DIR)/vae_mnist
 reproduce-vae-mnist: install
 	@status=0; \
-	$(SWEEP) hydra.sweep.dir=$(MNIST_DIR)/grid $(MNIST) posterior=gaussian,gamma,beta,vonmises,power_spherical model.latent_dim=2,3,5,10 seed=$(SEED1) $(ARGS) || status=1; \
-	$(SWEEP) hydra.sweep.dir=$(MNIST_DIR)/seeds $(MNIST) posterior=gaussian,vonmises model.latent_dim=2,10 seed=$(EXTRA_SEEDS) $(ARGS) || status=1; \
-	$(VAE_LAB) report $(MNIST_DIR)/grid $(MNIST_DIR)/seeds --columns model.latent_dim --out $(MNIST_DIR) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$(MNIST_DIR)/grid $(MNIST) posterior=gaussian,gamma,beta,vonmises,power_spherical model.latent_dim=2,3,5,10 seed=$(SEED1) $(ARGS) $(NEXT); \
+	$(SWEEP) hydra.sweep.dir=$(MNIST_DIR)/seeds $(MNIST) posterior=gaussian,vonmises model.latent_dim=2,10 seed=$(EXTRA_SEEDS) $(ARGS) $(NEXT); \
+	$(VAE_LAB) report $(MNIST_DIR)/grid $(MNIST_DIR)/seeds --columns model.latent_dim --out $(MNIST_DIR) $(NEXT); \
 	exit $$status
 
 # The paper's table at full budget (180k steps): 3 seeds (SEEDS) for implicit, RSVI B=1 and B=20; one
@@ -84,13 +87,13 @@ LDA := experiment=figurnov2018/lda_20news
 LDA_DIR = $(REPRO_DIR)/lda_20news
 reproduce-lda: install
 	@status=0; \
-	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/implicit $(LDA) estimator=implicit seed=$(SEEDS) $(ARGS) || status=1; \
-	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/rsvi $(LDA) estimator=rsvi model.estimator.B=1,20 seed=$(SEEDS) $(ARGS) || status=1; \
-	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/rsvi_one_seed $(LDA) estimator=rsvi model.estimator.B=5,10 seed=$(SEED1) $(ARGS) || status=1; \
-	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/score $(LDA) estimator=score seed=$(SEED1) $(ARGS) || status=1; \
-	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/old_clip_implicit $(LDA) $(OLD_CLIP) estimator=implicit seed=$(SEED1) $(ARGS) || status=1; \
-	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/old_clip_rsvi $(LDA) $(OLD_CLIP) estimator=rsvi model.estimator.B=20 seed=$(SEED1) $(ARGS) || status=1; \
-	$(VAE_LAB) report $(LDA_DIR)/implicit $(LDA_DIR)/rsvi $(LDA_DIR)/rsvi_one_seed $(LDA_DIR)/score $(LDA_DIR)/old_clip_implicit $(LDA_DIR)/old_clip_rsvi --out $(LDA_DIR) || status=1; \
+	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/implicit $(LDA) estimator=implicit seed=$(SEEDS) $(ARGS) $(NEXT); \
+	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/rsvi $(LDA) estimator=rsvi model.estimator.B=1,20 seed=$(SEEDS) $(ARGS) $(NEXT); \
+	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/rsvi_one_seed $(LDA) estimator=rsvi model.estimator.B=5,10 seed=$(SEED1) $(ARGS) $(NEXT); \
+	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/score $(LDA) estimator=score seed=$(SEED1) $(ARGS) $(NEXT); \
+	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/old_clip_implicit $(LDA) $(OLD_CLIP) estimator=implicit seed=$(SEED1) $(ARGS) $(NEXT); \
+	$(SWEEP) hydra.sweep.dir=$(LDA_DIR)/old_clip_rsvi $(LDA) $(OLD_CLIP) estimator=rsvi model.estimator.B=20 seed=$(SEED1) $(ARGS) $(NEXT); \
+	$(VAE_LAB) report $(LDA_DIR)/implicit $(LDA_DIR)/rsvi $(LDA_DIR)/rsvi_one_seed $(LDA_DIR)/score $(LDA_DIR)/old_clip_implicit $(LDA_DIR)/old_clip_rsvi --out $(LDA_DIR) $(NEXT); \
 	exit $$status
 
 reproduce-toy-variance: install
