@@ -14,13 +14,16 @@ large :math:`\kappa` a normal approximation in :math:`\sin(x/2)` with Hill's cor
 :math:`\kappa = 10.5` in float32 and 50 in float64, Hill's 6- and 12-digit settings). The
 :math:`\kappa`-derivative is computed in closed form for both branches (no autograd graph); float32
 elements beyond 3.5 standard deviations with :math:`2 \le \kappa < 50`, where float32 loses digits, are
-evaluated again in float64 (about 5 in 10,000 samples).
+evaluated again in float64 (about 5 in 10,000 samples), and elements of either dtype beyond 5, where
+both branches lose all digits further out, by quadrature (:mod:`~vae_lab.distributions.von_mises_tail`).
 
 Accuracy of :math:`\partial z/\partial\kappa` against 30-digit quadrature, measured on a grid of 24
 quantiles out to 6 standard deviations either side of the mode for :math:`\kappa` from 1e-3 to 1e3 (the
 posterior head's range) and both sides of every switch: relative error at most 3e-5 in float32
 (largest on both sides of the switch, 10.5; below 2e-5 elsewhere) and 3e-6 in float64 (Hill's normal
-approximation just above :math:`\kappa = 50`; below 1e-8 elsewhere). The series derivative needs no
+approximation just above :math:`\kappa = 50`; below 1e-8 elsewhere); over the whole circle, out to
+:math:`\pm\pi` at :math:`\kappa` up to 1e4, at most 9.3e-6 and 5e-8 (``test_von_mises_tail.py``).
+The series derivative needs no
 Bessel function calls, keeps relative accuracy as :math:`x \to 0` and :math:`x \to \pm\pi`, and runs
 with a number of terms chosen per group of concentrations (the elements are grouped by one stable sort
 of their group numbers), on a CPU running one thread in blocks small enough for its dozen buffers to
@@ -52,6 +55,7 @@ from vae_lab.distributions.bessel import (
     scalar_like,
     series_switch,
 )
+from vae_lab.distributions.von_mises_tail import correct_tail, rare_nonzero
 
 __all__ = ["von_mises_cdf", "von_mises_dz_dconcentration"]
 
@@ -359,13 +363,13 @@ def von_mises_dz_dconcentration(x: Tensor, concentration: Tensor) -> Tensor:
             res[lo:hi] = evaluate(xs[lo:hi], ks[lo:hi], first, n_terms)
             if far is not None and stop > _F32_TAIL_BUCKET:
                 far[lo:hi] = _far_tail(xs[lo:hi], ks[lo:hi], first < _F32_TAIL_BUCKET, n_terms is None)
-    if far is not None and (idx := _rare_nonzero(far)).numel():  # evaluated again in float64
+    if far is not None and (idx := rare_nonzero(far)).numel():  # evaluated again in float64
         exact = von_mises_dz_dconcentration(
             xs.index_select(0, idx).double(), ks.index_select(0, idx).double()
         )
         res.index_copy_(0, idx, exact.to(dtype))
     out = res if order is None else torch.empty_like(x_flat).index_copy_(0, order, res)
-    return out.reshape(x.shape)
+    return correct_tail(x_flat, k_flat, out).reshape(x.shape)
 
 
 def _terms_up_to(kappa_max: float, dtype: torch.dtype) -> int:
@@ -376,14 +380,6 @@ def _terms_up_to(kappa_max: float, dtype: torch.dtype) -> int:
         if kappa_max <= 2.0 ** (bucket - 1):
             return n_terms
     return terms[-1]
-
-
-def _rare_nonzero(mask: Tensor) -> Tensor:
-    """``mask.nonzero()`` (1-d, length a multiple of 8) for a mostly false mask: the nonzero 8-byte words
-    first, then the set bytes in them (ten times faster than ``nonzero`` on CPU when few are set)."""
-    words = mask.view(torch.int64).nonzero().squeeze(1).mul_(8)
-    candidates = words.unsqueeze(1).add(torch.arange(8, device=mask.device)).reshape(-1)
-    return candidates.masked_select(mask.index_select(0, candidates))
 
 
 def _far_tail(x: Tensor, kappa: Tensor, check_low: bool, check_high: bool) -> Tensor:
