@@ -205,8 +205,8 @@ def test_series_terms_table_truncation():
 @pytest.mark.parametrize("fused", ["1", "0"], ids=["fused", "eager"])
 def test_dz_dconcentration_float32_close_to_float64(monkeypatch, fused):
     """float32 against the float64 path (itself checked against mpmath): relative error below 1e-4 for
-    99.9% of 20000 samples from each of 17 concentrations (the largest errors are in the far tails), for
-    the fused CPU kernel and for the eager code (what a GPU runs; ``VAE_LAB_FUSED=0``)."""
+    every one of 20000 samples from each of 17 concentrations, for the fused CPU kernel and for the eager
+    code (what a GPU runs; ``VAE_LAB_FUSED=0``). Measured: 5.9e-8 fused, 3.6e-5 eager (kappa = 10.6)."""
     monkeypatch.setenv("VAE_LAB_FUSED", fused)
     dtype = torch.float32
     torch.manual_seed(3)
@@ -219,4 +219,4 @@ def test_dz_dconcentration_float32_close_to_float64(monkeypatch, fused):
     ref = von_mises_dz_dconcentration(x.double(), kappa.double())
     rel = ((got - ref).abs() / ref.abs()).nan_to_num(0.0).view(17, -1)  # x == 0 exactly: 0 / 0
     assert torch.isfinite(got).all()
-    assert (torch.quantile(rel, 0.999, dim=1) < 1e-4).all()
+    assert rel.max() < 1e-4, f"{rel.max():.2e} at kappa = {kappa.view(17, -1)[rel.amax(1).argmax(), 0]:.3g}"
