@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from vae_lab import report
 
@@ -52,3 +53,49 @@ def test_plots_metric_selection_and_out_dir(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("vae-lab report: error: --metric test/elbow: no job has it; choose from: ")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_final_plot_by_columns_draws_the_two_way_table(tmp_path, monkeypatch):
+    """With --columns model.latent_dim, final.png draws each metric against the latent sizes in natural
+    order (2, 3, 10, not 10, 2, 3), one line per posterior with the means over seeds and their sample
+    standard deviations as error bars; a cell without a completed job is left out of its line."""
+    import matplotlib.axes
+
+    nll = {("gaussian", 2): [130.0, 132.0], ("gaussian", 10): [95.0, 97.0], ("gaussian", 3): [120.0, 124.0]}
+    nll[("vonmises", 2)] = [131.0]
+    for (posterior, dim), values in nll.items():
+        for seed, value in enumerate(values):
+            make_job(
+                tmp_path / "sweep",
+                f"{posterior}{dim}_{seed}",
+                [f"posterior={posterior}", f"model.latent_dim={dim}", f"seed={seed}"],
+                metrics={"test/nll": value},
+            )
+    make_job(
+        tmp_path / "sweep", "vonmises3_0", ["posterior=vonmises", "model.latent_dim=3", "seed=0"], "running"
+    )
+    drawn = {}
+    original = matplotlib.axes.Axes.errorbar
+
+    def record(self, x, y, yerr=None, **kwargs):
+        drawn[kwargs.get("label")] = (list(x), list(y), list(yerr))
+        return original(self, x, y, yerr=yerr, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", record)
+    out = tmp_path / "report"
+    argv = [
+        str(tmp_path / "sweep"),
+        "--out",
+        str(out),
+        "--metric",
+        "test/nll",
+        "--columns",
+        "model.latent_dim",
+    ]
+    assert report.main(argv) == 0
+    assert (out / "final.png").stat().st_size > 0
+    assert drawn.keys() == {"posterior=gaussian", "posterior=vonmises"}
+    x, y, err = drawn["posterior=gaussian"]
+    assert x == [0, 1, 2] and y == [131.0, 122.0, 96.0]
+    assert err == pytest.approx([2**0.5, 8**0.5, 2**0.5])
+    assert drawn["posterior=vonmises"] == ([0], [131.0], [0.0])  # one seed: no error bar

@@ -16,7 +16,7 @@ import pandas as pd
 
 from vae_lab.errors import one_line
 from vae_lab.report.loading import IGNORED_KEYS, ReportError, Sweep, load
-from vae_lab.report.plots import PLOTS, plot_curves, plot_final, plot_grad_variance
+from vae_lab.report.plots import PLOTS, plot_curves, plot_final, plot_final_by, plot_grad_variance
 from vae_lab.report.statistics import DEFAULT_METRICS, default_metrics, summarize
 from vae_lab.report.tables import check_columns, markdown_report
 
@@ -67,7 +67,12 @@ def write_report(
             made.append("curves.png")
         if plot_grad_variance(sweep, out_dir / "grad_variance.png"):
             made.append("grad_variance.png")
-        if plot_final(sweep, table, metrics, out_dir / "final.png"):
+        final = out_dir / "final.png"
+        if (
+            plot_final_by(sweep, table, metrics, columns, final)
+            if columns
+            else plot_final(sweep, table, metrics, final)
+        ):
             made.append("final.png")
     markdown = markdown_report(sweep, table, metrics, [str(d) for d in dirs], made, columns)
     (out_dir / "summary.md").write_text(markdown)
@@ -110,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--columns",
         metavar="KEY",
         help="also tabulate each metric two-way, one column per value of this override "
-        "(e.g. model.latent_dim), one row per value of the others",
+        "(e.g. model.latent_dim), one row per value of the others; final.png then draws each "
+        "metric against it, one line per row",
     )
     return parser
 

@@ -1,6 +1,7 @@
 """The plots of a report: learning curves (``curves.png``), gradient variance per parameter group against
-step (``grad_variance.png``, log scale) and the final metrics per group (``final.png``); each group has
-one colour in every plot, lines are means over seeds with a band of ± 1 standard deviation."""
+step (``grad_variance.png``, log scale) and the final metrics per group (``final.png``; with ``--columns
+KEY`` against the values of KEY, one line per row of the two-way table); each group has one colour in
+every plot, lines are means over seeds with a band of ± 1 standard deviation."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pandas as pd
 
 from vae_lab.report.loading import BEST_PREFIX, Sweep
 from vae_lab.report.statistics import GRAD_VAR
+from vae_lab.report.tables import by_column
 
 PLOTS = ("curves.png", "grad_variance.png", "final.png")
 
@@ -167,9 +169,51 @@ def plot_final(sweep: Sweep, table: pd.DataFrame, metrics: Sequence[str], path: 
         ax.set_xlim(-0.5, len(table) - 0.5)
         ax.set_xticks(x, [str(i + 1) for i in x])
         ax.set(title=m, ylabel=m, xlabel="group")
-        if GRAD_VAR.match(m.removeprefix(BEST_PREFIX)) and (table[f"{m}_mean"] > 0).all():
-            ax.set_yscale("log")
+        _log_scale_for_variance(ax, m, table[f"{m}_mean"])
         ax.grid(alpha=0.3, axis="y")
+    _legend_below(fig, axes)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _log_scale_for_variance(ax, metric: str, means: pd.Series) -> None:
+    if GRAD_VAR.match(metric.removeprefix(BEST_PREFIX)) and (means.dropna() > 0).all():
+        ax.set_yscale("log")
+
+
+def plot_final_by(sweep: Sweep, table: pd.DataFrame, metrics: Sequence[str], column: str, path: Path) -> bool:
+    """The two-way tables of ``--columns KEY`` drawn: one panel per final metric against the values of
+    KEY (evenly spaced in the tables' order: 2, 3, 5, 10), one line per row (the other group keys, one
+    colour each in every panel), the means over seeds with ± 1 std error bars; cells without a completed
+    job are left out."""
+    metrics = [m for m in metrics if f"{m}_mean" in table and table[f"{m}_mean"].notna().any()]
+    if not metrics or table.empty:
+        return False
+    plt = _pyplot()
+    fig, axes = _panels(plt, len(metrics), 5, 4.2)
+    for ax, m in zip(axes, metrics, strict=True):
+        labels, values, cells = by_column(table, sweep, m, column)
+        for i, label in enumerate(labels):
+            points = [(j, *cells[label, v][:2]) for j, v in enumerate(values) if (label, v) in cells]
+            points = [p for p in points if np.isfinite(p[1])]
+            if points:
+                x, mean, std = zip(*points, strict=True)
+                ax.errorbar(
+                    x,
+                    mean,
+                    yerr=np.nan_to_num(std),
+                    fmt="o-",
+                    ms=4,
+                    capsize=3,
+                    color=f"C{i % 10}",
+                    label=label,
+                )
+        ax.set_xticks(range(len(values)), [str(v) for v in values])
+        ax.set_xlim(-0.5, len(values) - 0.5)
+        ax.set(title=m, ylabel=m, xlabel=column)
+        _log_scale_for_variance(ax, m, table[f"{m}_mean"])
+        ax.grid(alpha=0.3)
     _legend_below(fig, axes)
     fig.savefig(path, dpi=120)
     plt.close(fig)

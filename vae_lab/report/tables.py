@@ -78,10 +78,12 @@ def check_columns(sweep: Sweep, column: str) -> None:
         )
 
 
-def pivot_table(table: pd.DataFrame, sweep: Sweep, metric: str, column: str) -> str:
-    """``metric`` as a two-way markdown table: one column per value of the override ``column`` (in
-    natural order: 2, 3, 5, 10), one row per combination of the other group keys; cells mean ± sd
-    over seeds, the best of each column in bold. E.g. posterior x model.latent_dim for test/nll."""
+def by_column(
+    table: pd.DataFrame, sweep: Sweep, metric: str, column: str
+) -> tuple[list[str], list[Any], dict[tuple[str, Any], tuple[float, float, int]]]:
+    """``metric`` split by the values of the override ``column``: the row labels (the other group keys,
+    ``key=value ...``, in the table's order), the column's values in natural order (2, 3, 5, 10) and the
+    cells ``(label, value) -> (mean, std, n)`` that exist."""
     check_columns(sweep, column)
     rows_keys = [k for k in sweep.keys if k != column]
     values = sorted(table[column].unique(), key=natural_value)
@@ -89,7 +91,15 @@ def pivot_table(table: pd.DataFrame, sweep: Sweep, metric: str, column: str) -> 
     for _, r in table.iterrows():
         label = " ".join(f"{k}={r[k]}" for k in rows_keys if r[k] != "") or "(all)"
         cells[label, r[column]] = (r[f"{metric}_mean"], r[f"{metric}_std"], r["n"])
-    labels = list(dict.fromkeys(label for label, _ in cells))
+    return list(dict.fromkeys(label for label, _ in cells)), values, cells
+
+
+def pivot_table(table: pd.DataFrame, sweep: Sweep, metric: str, column: str) -> str:
+    """``metric`` as a two-way markdown table: one column per value of the override ``column`` (in
+    natural order: 2, 3, 5, 10), one row per combination of the other group keys; cells mean ± sd
+    over seeds, the best of each column in bold. E.g. posterior x model.latent_dim for test/nll."""
+    labels, values, cells = by_column(table, sweep, metric, column)
+    rows_keys = [k for k in sweep.keys if k != column]
     sign = _direction(metric)
     best = {}
     for v in values:
