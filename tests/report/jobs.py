@@ -39,3 +39,16 @@ def make_job(
         frame = pd.DataFrame({"epoch": [0] * steps, "step": range(steps), **curves})
         frame.to_csv(job / "metrics.csv", index=False)
     return job
+
+
+def make_latent_grid(root: Path, nll: dict[tuple[str, int], list[float]]) -> None:
+    """Completed jobs of a posterior x model.latent_dim sweep: one per seed (0, 1, ...) of each cell's
+    test/nll values."""
+    for (posterior, dim), values in nll.items():
+        for seed, value in enumerate(values):
+            make_job(
+                root,
+                f"{posterior}-{dim}-{seed}",
+                [f"posterior={posterior}", f"model.latent_dim={dim}", f"seed={seed}"],
+                metrics={"test/nll": value},
+            )

@@ -7,7 +7,7 @@ import pytest
 
 from vae_lab import report
 
-from .jobs import make_job
+from .jobs import make_job, make_latent_grid
 
 
 def test_plots_metric_selection_and_out_dir(tmp_path, capsys):
@@ -63,14 +63,7 @@ def test_final_plot_by_columns_draws_the_two_way_table(tmp_path, monkeypatch):
 
     nll = {("gaussian", 2): [130.0, 132.0], ("gaussian", 10): [95.0, 97.0], ("gaussian", 3): [120.0, 124.0]}
     nll[("vonmises", 2)] = [131.0]
-    for (posterior, dim), values in nll.items():
-        for seed, value in enumerate(values):
-            make_job(
-                tmp_path / "sweep",
-                f"{posterior}{dim}_{seed}",
-                [f"posterior={posterior}", f"model.latent_dim={dim}", f"seed={seed}"],
-                metrics={"test/nll": value},
-            )
+    make_latent_grid(tmp_path / "sweep", nll)
     make_job(
         tmp_path / "sweep", "vonmises3_0", ["posterior=vonmises", "model.latent_dim=3", "seed=0"], "running"
     )

@@ -9,7 +9,7 @@ import pytest
 
 from vae_lab import report
 
-from .jobs import make_job
+from .jobs import make_job, make_latent_grid
 
 
 def test_failed_and_unfinished_jobs_are_listed_never_dropped(tmp_path, capsys):
@@ -64,14 +64,7 @@ def test_columns_gives_a_two_way_table_in_natural_order(tmp_path, capsys):
         ("vonmises", 2): [135.0, 134.0],
         ("vonmises", 10): [108.0],
     }
-    for (posterior, dim), values in nll.items():
-        for seed, value in enumerate(values):
-            make_job(
-                tmp_path / "sweep",
-                f"{posterior}-{dim}-{seed}",
-                [f"posterior={posterior}", f"model.latent_dim={dim}", f"seed={seed}"],
-                metrics={"test/nll": value},
-            )
+    make_latent_grid(tmp_path / "sweep", nll)
     assert (
         report.main(
             [str(tmp_path / "sweep"), "--no-plots", "--metric", "test/nll", "--columns", "model.latent_dim"]
