@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -92,3 +94,58 @@ def test_final_plot_by_columns_draws_the_two_way_table(tmp_path, monkeypatch):
     assert x == [0, 1, 2] and y == [131.0, 122.0, 96.0]
     assert err == pytest.approx([2**0.5, 8**0.5, 2**0.5])
     assert drawn["posterior=vonmises"] == ([0], [131.0], [0.0])  # one seed: no error bar
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The figures the report saves, by file name, kept open for inspection."""
+    import matplotlib.figure
+
+    figures = {}
+    original = matplotlib.figure.Figure.savefig
+
+    def keep(self, path, *args, **kwargs):
+        figures[Path(path).name] = self
+        return original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    return figures
+
+
+def test_curves_by_columns_one_panel_per_value_smoothed_and_focused(tmp_path, saved_figures):
+    """--columns model.latent_dim: curves.png has a panel per metric and latent size, one line per
+    posterior (coloured as in final.png); a 1,000-point curve is drawn as its running mean over 10 points;
+    the y axis leaves out the first 5% of the points (a start at -500 nats) but keeps the rest."""
+    steps = 1000
+    train = [-500.0] * 20 + [-100.0 + (i % 2) * 10.0 for i in range(steps - 20)]
+    for posterior in ("gaussian", "vonmises"):
+        for dim in (2, 10):
+            make_job(
+                tmp_path / "sweep",
+                f"{posterior}-{dim}",
+                [f"posterior={posterior}", f"model.latent_dim={dim}", "seed=0"],
+                metrics={"test/nll": float(dim)},
+                curves={"train/elbo": train, "val/elbo": [-110.0 + dim] * steps},
+            )
+    argv = [str(tmp_path / "sweep"), "--out", str(tmp_path / "r"), "--columns", "model.latent_dim"]
+    assert report.main(argv) == 0
+    axes = saved_figures["curves.png"].axes
+    titles = [ax.get_title() for ax in axes]
+    assert titles == [
+        "train/elbo, model.latent_dim=2 (running mean over 1%)",
+        "train/elbo, model.latent_dim=10 (running mean over 1%)",
+        "val/elbo, model.latent_dim=2 (running mean over 1%)",
+        "val/elbo, model.latent_dim=10 (running mean over 1%)",
+    ]
+    lines = {line.get_label(): line for line in axes[0].get_lines()}
+    assert lines.keys() == {"posterior=gaussian", "posterior=vonmises"}
+    y = lines["posterior=gaussian"].get_ydata()
+    assert y[-1] == pytest.approx(-95.0)  # the running mean of 10 alternating -100, -90
+    low, high = axes[0].get_ylim()
+    assert -101.0 < low < -95.0 and -95.0 < high < -89.0  # not stretched to -500
+    final = {
+        bars.get_label(): bars.lines[0].get_color() for bars in saved_figures["final.png"].axes[0].containers
+    }
+    assert final.keys() == lines.keys() and len(set(final.values())) == 2
+    for label, line in lines.items():
+        assert line.get_color() == final[label]

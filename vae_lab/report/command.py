@@ -63,7 +63,7 @@ def write_report(
     if plots:
         for name in PLOTS:
             (out_dir / name).unlink(missing_ok=True)  # never leave a stale plot from an earlier report
-        if plot_curves(sweep, out_dir / "curves.png"):
+        if plot_curves(sweep, out_dir / "curves.png", columns):
             made.append("curves.png")
         if plot_grad_variance(sweep, out_dir / "grad_variance.png"):
             made.append("grad_variance.png")

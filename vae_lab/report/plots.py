@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vae_lab.report.loading import BEST_PREFIX, Sweep
+from vae_lab.report.loading import BEST_PREFIX, Sweep, natural_value
 from vae_lab.report.statistics import GRAD_VAR
-from vae_lab.report.tables import by_column
+from vae_lab.report.tables import by_column, row_colors, row_label
 
 PLOTS = ("curves.png", "grad_variance.png", "final.png")
 
@@ -42,14 +42,14 @@ def _group_curves(sweep: Sweep, metric: str) -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
-def _line_with_band(ax, stats: pd.DataFrame, label: str, color: str) -> None:
+def _line_with_band(ax, stats: pd.DataFrame, label: str, color: str, show_n: bool = True) -> None:
     (line,) = ax.plot(
         stats["step"],
         stats["mean"],
         marker="o" if len(stats) < 20 else None,
         ms=3,
         color=color,
-        label=f"{label} (n={int(stats['count'].max())})",
+        label=f"{label} (n={int(stats['count'].max())})" if show_n else label,
     )
     band = stats["count"] > 1
     if band.any():
@@ -99,25 +99,76 @@ def _legend_below(fig, axes) -> None:
         fig.tight_layout()
 
 
-def plot_curves(sweep: Sweep, path: Path) -> bool:
-    """train/elbo and val/elbo against step: mean over seeds per group, band of ± 1 std."""
+def plot_curves(sweep: Sweep, path: Path, column: str | None = None) -> bool:
+    """train/elbo and val/elbo against step: mean over seeds per group, band of ± 1 std. With ``column``
+    (``--columns``) one panel per metric and value of that override, one line per row of its two-way
+    table, coloured as in final.png. The y axis shows the curves from 5% of their steps on (the first
+    steps, often hundreds of nats lower, would flatten the rest); nothing is dropped. A curve of more
+    than :data:`SMOOTH_ABOVE` points is drawn as its running mean over 1% of them (said in the title):
+    per-batch training ELBOs scatter by several nats."""
     metrics = [m for m in ("train/elbo", "val/elbo") if (sweep.curves["metric"] == m).any()]
     series = {m: _group_curves(sweep, m) for m in metrics}
     metrics = [m for m in metrics if series[m]]
     if not metrics:
         return False
+    split: dict[str, tuple[str, object]] = {}
+    if column:
+        firsts = sweep.jobs.drop_duplicates("group").set_index("group")
+        split = {g: (row_label(firsts.loc[g], sweep, column), firsts.loc[g, column]) for g in sweep.groups}
+        colors = row_colors(sweep, column)
+        values = sorted({v for _, v in split.values()}, key=natural_value)
+        panels = [(m, v) for m in metrics for v in values if any(split[g][1] == v for g, _ in series[m])]
+    else:
+        panels = [(m, None) for m in metrics]
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.2), squeeze=False)
-    for ax, m in zip(axes[0], metrics, strict=True):
-        for label, stats in series[m]:
-            _line_with_band(ax, stats, label, sweep.color(label))
-        ax.set(xlabel="step", ylabel=f"{m} (nats per data point)", title=f"{m}: mean ± std over seeds")
+    fig, axes = _panels(plt, len(panels), 6, 4.2)
+    for ax, (m, value) in zip(axes, panels, strict=True):
+        drawn, smoothed = [], False
+        for group, stats in series[m]:
+            if len(stats) > SMOOTH_ABOVE:
+                stats, smoothed = _running_mean(stats, len(stats) // 100), True
+            if not column:
+                _line_with_band(ax, stats, group, sweep.color(group))
+            elif split[group][1] == value:
+                _line_with_band(ax, stats, split[group][0], colors[split[group][0]], show_n=False)
+            else:
+                continue
+            drawn.append(stats)
+        title = f"{m}: mean ± std over seeds" if not column else f"{m}, {column}={value}"
+        title += " (running mean over 1%)" if smoothed else ""
+        ax.set(xlabel="step", ylabel=f"{m} (nats per data point)", title=title)
+        _focus_on_convergence(ax, drawn)
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize="small", loc="best")
-    fig.tight_layout()
+    _legend_below(fig, axes)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+#: curves with more points than this are drawn smoothed (:func:`plot_curves`)
+SMOOTH_ABOVE = 500
+
+
+def _running_mean(stats: pd.DataFrame, window: int) -> pd.DataFrame:
+    """``mean`` and ``std`` as running means over ``window`` points (the first ones over fewer)."""
+    out = stats.copy()
+    for col in ("mean", "std"):
+        out[col] = stats[col].rolling(window, min_periods=1).mean()
+    return out
+
+
+def _focus_on_convergence(ax, curves: Sequence[pd.DataFrame], skip: float = 0.05) -> None:
+    """y limits around the mean ± std bands after the first ``skip`` of each curve's points."""
+    lows, highs = [], []
+    for stats in curves:
+        rest = stats.iloc[int(len(stats) * skip) :]
+        std = rest["std"].fillna(0.0)
+        lows.append((rest["mean"] - std).min())
+        highs.append((rest["mean"] + std).max())
+    lo, hi = np.nanmin(lows, initial=np.inf), np.nanmax(highs, initial=-np.inf)
+    if np.isfinite(lo) and np.isfinite(hi):
+        pad = 0.05 * (hi - lo) if hi > lo else 1.0
+        ax.set_ylim(lo - pad, hi + pad)
 
 
 def plot_grad_variance(sweep: Sweep, path: Path) -> bool:
@@ -190,11 +241,12 @@ def plot_final_by(sweep: Sweep, table: pd.DataFrame, metrics: Sequence[str], col
     metrics = [m for m in metrics if f"{m}_mean" in table and table[f"{m}_mean"].notna().any()]
     if not metrics or table.empty:
         return False
+    colors = row_colors(sweep, column)
     plt = _pyplot()
     fig, axes = _panels(plt, len(metrics), 5, 4.2)
     for ax, m in zip(axes, metrics, strict=True):
         labels, values, cells = by_column(table, sweep, m, column)
-        for i, label in enumerate(labels):
+        for label in labels:
             points = [(j, *cells[label, v][:2]) for j, v in enumerate(values) if (label, v) in cells]
             points = [p for p in points if np.isfinite(p[1])]
             if points:
@@ -206,7 +258,7 @@ def plot_final_by(sweep: Sweep, table: pd.DataFrame, metrics: Sequence[str], col
                     fmt="o-",
                     ms=4,
                     capsize=3,
-                    color=f"C{i % 10}",
+                    color=colors[label],
                     label=label,
                 )
         ax.set_xticks(range(len(values)), [str(v) for v in values])

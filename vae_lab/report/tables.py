@@ -85,13 +85,24 @@ def by_column(
     ``key=value ...``, in the table's order), the column's values in natural order (2, 3, 5, 10) and the
     cells ``(label, value) -> (mean, std, n)`` that exist."""
     check_columns(sweep, column)
-    rows_keys = [k for k in sweep.keys if k != column]
     values = sorted(table[column].unique(), key=natural_value)
     cells: dict[tuple[str, Any], tuple[float, float, int]] = {}
     for _, r in table.iterrows():
-        label = " ".join(f"{k}={r[k]}" for k in rows_keys if r[k] != "") or "(all)"
-        cells[label, r[column]] = (r[f"{metric}_mean"], r[f"{metric}_std"], r["n"])
+        cells[row_label(r, sweep, column), r[column]] = (r[f"{metric}_mean"], r[f"{metric}_std"], r["n"])
     return list(dict.fromkeys(label for label, _ in cells)), values, cells
+
+
+def row_label(record: pd.Series, sweep: Sweep, column: str) -> str:
+    """The label of a group's row in the two-way tables of ``column``: its other keys, ``key=value ...``."""
+    return " ".join(f"{k}={record[k]}" for k in sweep.keys if k != column and record[k] != "") or "(all)"
+
+
+def row_colors(sweep: Sweep, column: str) -> dict[str, str]:
+    """One colour per row label of the two-way tables of ``column``, in the groups' order: the same in
+    every plot of a report."""
+    firsts = sweep.jobs.drop_duplicates("group").set_index("group")
+    labels = dict.fromkeys(row_label(firsts.loc[g], sweep, column) for g in sweep.groups)
+    return {label: f"C{i % 10}" for i, label in enumerate(labels)}
 
 
 def pivot_table(table: pd.DataFrame, sweep: Sweep, metric: str, column: str) -> str:
