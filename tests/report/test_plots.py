@@ -125,17 +125,21 @@ def test_curves_by_columns_one_panel_per_value_smoothed_and_focused(tmp_path, sa
                 f"{posterior}-{dim}",
                 [f"posterior={posterior}", f"model.latent_dim={dim}", "seed=0"],
                 metrics={"test/nll": float(dim)},
-                curves={"train/elbo": train, "val/elbo": [-110.0 + dim] * steps},
+                curves={
+                    "train/elbo": train,
+                    "val/elbo": [-110.0 + dim] * steps,
+                    "grad/var/encoder": [1e-3 * dim] * steps,
+                },
             )
     argv = [str(tmp_path / "sweep"), "--out", str(tmp_path / "r"), "--columns", "model.latent_dim"]
     assert report.main(argv) == 0
     axes = saved_figures["curves.png"].axes
     titles = [ax.get_title() for ax in axes]
     assert titles == [
-        "train/elbo, model.latent_dim=2 (running mean over 1%)",
-        "train/elbo, model.latent_dim=10 (running mean over 1%)",
-        "val/elbo, model.latent_dim=2 (running mean over 1%)",
-        "val/elbo, model.latent_dim=10 (running mean over 1%)",
+        "train/elbo, model.latent_dim=2\n(running mean over 1% of the points)",
+        "train/elbo, model.latent_dim=10\n(running mean over 1% of the points)",
+        "val/elbo, model.latent_dim=2\n(running mean over 1% of the points)",
+        "val/elbo, model.latent_dim=10\n(running mean over 1% of the points)",
     ]
     lines = {line.get_label(): line for line in axes[0].get_lines()}
     assert lines.keys() == {"posterior=gaussian", "posterior=vonmises"}
@@ -143,6 +147,12 @@ def test_curves_by_columns_one_panel_per_value_smoothed_and_focused(tmp_path, sa
     assert y[-1] == pytest.approx(-95.0)  # the running mean of 10 alternating -100, -90
     low, high = axes[0].get_ylim()
     assert -101.0 < low < -95.0 and -95.0 < high < -89.0  # not stretched to -500
+    variance = saved_figures["grad_variance.png"].axes
+    assert [ax.get_title().splitlines()[0] for ax in variance] == [
+        "grad/var/encoder, model.latent_dim=2",
+        "grad/var/encoder, model.latent_dim=10",
+    ]
+    assert variance[1].get_yscale() == "log" and len(variance[1].get_lines()) == 2
     final = {
         bars.get_label(): bars.lines[0].get_color() for bars in saved_figures["final.png"].axes[0].containers
     }

@@ -65,7 +65,7 @@ def write_report(
             (out_dir / name).unlink(missing_ok=True)  # never leave a stale plot from an earlier report
         if plot_curves(sweep, out_dir / "curves.png", columns):
             made.append("curves.png")
-        if plot_grad_variance(sweep, out_dir / "grad_variance.png"):
+        if plot_grad_variance(sweep, out_dir / "grad_variance.png", columns):
             made.append("grad_variance.png")
         final = out_dir / "final.png"
         if (

@@ -100,16 +100,38 @@ def _legend_below(fig, axes) -> None:
 
 
 def plot_curves(sweep: Sweep, path: Path, column: str | None = None) -> bool:
-    """train/elbo and val/elbo against step: mean over seeds per group, band of ± 1 std. With ``column``
-    (``--columns``) one panel per metric and value of that override, one line per row of its two-way
-    table, coloured as in final.png. The y axis shows the curves from 5% of their steps on (the first
-    steps, often hundreds of nats lower, would flatten the rest); nothing is dropped. A curve of more
-    than :data:`SMOOTH_ABOVE` points is drawn as its running mean over 1% of them (said in the title):
-    per-batch training ELBOs scatter by several nats."""
+    """train/elbo and val/elbo against step (:func:`_curve_panels`). The y axis shows the curves from 5%
+    of their steps on (the first steps, often hundreds of nats lower, would flatten the rest); nothing
+    is dropped."""
     metrics = [m for m in ("train/elbo", "val/elbo") if (sweep.curves["metric"] == m).any()]
     series = {m: _group_curves(sweep, m) for m in metrics}
-    metrics = [m for m in metrics if series[m]]
-    if not metrics:
+    return _curve_panels(sweep, series, column, path, log=False)
+
+
+def plot_grad_variance(sweep: Sweep, path: Path, column: str | None = None) -> bool:
+    """grad/var/<parameter group> against step on a log scale (:func:`_curve_panels`): one panel per
+    parameter group (and value of ``column``), one line per run group (estimator, family, ...)."""
+    names = sorted(m for m in sweep.curves["metric"].unique() if GRAD_VAR.match(str(m)))
+    # a group with no positive variance (e.g. a frozen prior) has nothing to draw on a log scale
+    series = {m: [(g, st[st["mean"] > 0]) for g, st in _group_curves(sweep, m)] for m in names}
+    series = {m: [(g, st) for g, st in groups if len(st)] for m, groups in series.items()}
+    return _curve_panels(sweep, series, column, path, log=True)
+
+
+#: curves with more points than this are drawn smoothed (:func:`_curve_panels`)
+SMOOTH_ABOVE = 500
+
+
+def _curve_panels(
+    sweep: Sweep, series: dict[str, list[tuple[str, pd.DataFrame]]], column: str | None, path: Path, log: bool
+) -> bool:
+    """Metrics against step, mean over seeds per group with a band of ± 1 std, one panel per metric, the
+    legend below. With ``column`` (``--columns``) one panel per metric and value of that override, one
+    line per row of its two-way table, coloured as in final.png. A curve of more than
+    :data:`SMOOTH_ABOVE` points is drawn as its running mean over 1% of them (said in the title):
+    per-batch ELBOs and gradient variances scatter widely. False if there is nothing to draw."""
+    series = {m: groups for m, groups in series.items() if groups}
+    if not series:
         return False
     split: dict[str, tuple[str, object]] = {}
     if column:
@@ -117,36 +139,37 @@ def plot_curves(sweep: Sweep, path: Path, column: str | None = None) -> bool:
         split = {g: (row_label(firsts.loc[g], sweep, column), firsts.loc[g, column]) for g in sweep.groups}
         colors = row_colors(sweep, column)
         values = sorted({v for _, v in split.values()}, key=natural_value)
-        panels = [(m, v) for m in metrics for v in values if any(split[g][1] == v for g, _ in series[m])]
+        panels = [(m, v) for m in series for v in values if any(split[g][1] == v for g, _ in series[m])]
     else:
-        panels = [(m, None) for m in metrics]
+        panels = [(m, None) for m in series]
     plt = _pyplot()
     fig, axes = _panels(plt, len(panels), 6, 4.2)
     for ax, (m, value) in zip(axes, panels, strict=True):
         drawn, smoothed = [], False
         for group, stats in series[m]:
+            if column and split[group][1] != value:
+                continue
             if len(stats) > SMOOTH_ABOVE:
                 stats, smoothed = _running_mean(stats, len(stats) // 100), True
-            if not column:
-                _line_with_band(ax, stats, group, sweep.color(group))
-            elif split[group][1] == value:
+            if column:
                 _line_with_band(ax, stats, split[group][0], colors[split[group][0]], show_n=False)
             else:
-                continue
+                _line_with_band(ax, stats, group, sweep.color(group))
             drawn.append(stats)
         title = f"{m}: mean ± std over seeds" if not column else f"{m}, {column}={value}"
-        title += " (running mean over 1%)" if smoothed else ""
-        ax.set(xlabel="step", ylabel=f"{m} (nats per data point)", title=title)
-        _focus_on_convergence(ax, drawn)
-        ax.grid(alpha=0.3)
+        title += "\n(running mean over 1% of the points)" if smoothed else ""
+        ax.set(xlabel="step", title=title)
+        if log:
+            ax.set_yscale("log")
+            ax.set_ylabel("gradient variance")
+        else:
+            ax.set_ylabel(f"{m} (nats per data point)")
+            _focus_on_convergence(ax, drawn)
+        ax.grid(alpha=0.3, which="both" if log else "major")
     _legend_below(fig, axes)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
-
-
-#: curves with more points than this are drawn smoothed (:func:`plot_curves`)
-SMOOTH_ABOVE = 500
 
 
 def _running_mean(stats: pd.DataFrame, window: int) -> pd.DataFrame:
@@ -169,31 +192,6 @@ def _focus_on_convergence(ax, curves: Sequence[pd.DataFrame], skip: float = 0.05
     if np.isfinite(lo) and np.isfinite(hi):
         pad = 0.05 * (hi - lo) if hi > lo else 1.0
         ax.set_ylim(lo - pad, hi + pad)
-
-
-def plot_grad_variance(sweep: Sweep, path: Path) -> bool:
-    """grad/var/<parameter group> against step, one panel per parameter group, one line per run group
-    (estimator, family, ...), log scale."""
-    names = sorted(m for m in sweep.curves["metric"].unique() if GRAD_VAR.match(str(m)))
-    series = {m: _group_curves(sweep, m) for m in names}
-    # a group with no positive variance (e.g. a frozen prior) has nothing to draw on a log scale
-    names = [m for m in names if any((stats["mean"] > 0).any() for _, stats in series[m])]
-    if not names:
-        return False
-    plt = _pyplot()
-    fig, axes = _panels(plt, len(names), 6, 4.2)
-    for ax, m in zip(axes, names, strict=True):
-        for label, stats in series[m]:
-            stats = stats[stats["mean"] > 0]
-            if len(stats):
-                _line_with_band(ax, stats, label, sweep.color(label))
-        ax.set_yscale("log")
-        ax.set(xlabel="step", ylabel="gradient variance", title=f"{m}: mean ± std over seeds")
-        ax.grid(alpha=0.3, which="both")
-    _legend_below(fig, axes)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
 
 
 def plot_final(sweep: Sweep, table: pd.DataFrame, metrics: Sequence[str], path: Path) -> bool:
