@@ -13,7 +13,7 @@ import pandas as pd
 
 from vae_lab.report.loading import BEST_PREFIX, Sweep, natural_value
 from vae_lab.report.statistics import GRAD_VAR
-from vae_lab.report.tables import by_column, row_colors, row_label
+from vae_lab.report.tables import by_column, row_colors, split_groups
 
 PLOTS = ("curves.png", "grad_variance.png", "final.png")
 
@@ -135,8 +135,7 @@ def _curve_panels(
         return False
     split: dict[str, tuple[str, object]] = {}
     if column:
-        firsts = sweep.jobs.drop_duplicates("group").set_index("group")
-        split = {g: (row_label(firsts.loc[g], sweep, column), firsts.loc[g, column]) for g in sweep.groups}
+        split = split_groups(sweep, column)
         colors = row_colors(sweep, column)
         values = sorted({v for _, v in split.values()}, key=natural_value)
         panels = [(m, v) for m in series for v in values if any(split[g][1] == v for g, _ in series[m])]

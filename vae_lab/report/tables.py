@@ -97,11 +97,16 @@ def row_label(record: pd.Series, sweep: Sweep, column: str) -> str:
     return " ".join(f"{k}={record[k]}" for k in sweep.keys if k != column and record[k] != "") or "(all)"
 
 
+def split_groups(sweep: Sweep, column: str) -> dict[str, tuple[str, Any]]:
+    """Each group's row label and value of ``column`` in the two-way tables, in the groups' order."""
+    firsts = sweep.jobs.drop_duplicates("group").set_index("group")
+    return {g: (row_label(firsts.loc[g], sweep, column), firsts.loc[g, column]) for g in sweep.groups}
+
+
 def row_colors(sweep: Sweep, column: str) -> dict[str, str]:
     """One colour per row label of the two-way tables of ``column``, in the groups' order: the same in
     every plot of a report."""
-    firsts = sweep.jobs.drop_duplicates("group").set_index("group")
-    labels = dict.fromkeys(row_label(firsts.loc[g], sweep, column) for g in sweep.groups)
+    labels = dict.fromkeys(label for label, _ in split_groups(sweep, column).values())
     return {label: f"C{i % 10}" for i, label in enumerate(labels)}
 
 
