@@ -137,3 +137,15 @@ def test_fused_tail_matches_eager_tail(tail_points, monkeypatch, dtype):
     eager = von_mises_dz_dconcentration(xt, kt)
     rtol = 1e-13 if dtype == torch.float64 else 1.2e-7
     torch.testing.assert_close(fused, eager, rtol=rtol, atol=0.0)
+
+
+def test_tail_in_chunks_is_the_same(tail_points, monkeypatch):
+    """Many tail elements (a grid of x, not samples) are evaluated in chunks, with bounded workspace."""
+    import vae_lab.distributions.von_mises_tail as tail
+
+    x, k, _ = tail_points
+    whole = tail_dz_dconcentration(torch.tensor(x), torch.tensor(k))
+    monkeypatch.setattr(tail, "_CHUNK", 7)
+    chunked = tail_dz_dconcentration(torch.tensor(x), torch.tensor(k))
+    assert chunked.shape == whole.shape
+    torch.testing.assert_close(chunked, whole, rtol=1e-15, atol=0.0)

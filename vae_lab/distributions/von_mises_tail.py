@@ -44,6 +44,7 @@ DEVIATION = 5.0
 _NODES = 16
 _PANELS = 25  # each a fall of _FALL in the exponent; then one panel to pi
 _FALL = 2.0
+_CHUNK = 8192
 _GAUSS = tuple(torch.from_numpy(a) for a in np.polynomial.legendre.leggauss(_NODES))
 
 
@@ -79,7 +80,11 @@ def correct_tail(x: Tensor, concentration: Tensor, out: Tensor) -> Tensor:
 def tail_dz_dconcentration(x: Tensor, concentration: Tensor) -> Tensor:
     r""":math:`\partial z/\partial\kappa` at centred samples ``x`` in :math:`[-\pi, \pi]` (1-d, the same
     length as ``concentration``) by the quadrature above, computed in float64 and returned in ``x``'s
-    dtype. Accurate where :math:`\cos x < A(\kappa)`; meant for the elements :func:`beyond` selects."""
+    dtype. Accurate where :math:`\cos x < A(\kappa)`; meant for the elements :func:`beyond` selects.
+    Evaluated in chunks of :data:`_CHUNK` elements (each needs 416 doubles of workspace)."""
+    if x.numel() > _CHUNK:
+        parts = zip(x.split(_CHUNK), concentration.split(_CHUNK), strict=True)
+        return torch.cat([tail_dz_dconcentration(a, b) for a, b in parts])
     dtype = x.dtype
     ax = x.double().abs()
     k = concentration.double()
