@@ -75,7 +75,9 @@ def train(cfg: DictConfig) -> float:
     earlier_s = Summary.earlier_duration(run_dir) if resuming else 0.0
     rank = global_rank()  # DDP: only rank 0 writes to the run directory
     summary = (
-        Summary.start(run_dir, task_overrides()) if rank == 0 else _Unwritten(Status.RUNNING, str(run_dir))
+        Summary.start(run_dir, task_overrides(), resuming)
+        if rank == 0
+        else _Unwritten(Status.RUNNING, str(run_dir))
     )
     trainer: pl.Trainer | None = None
     callbacks: list[Any] = []

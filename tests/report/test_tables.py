@@ -84,3 +84,20 @@ def test_columns_gives_a_two_way_table_in_natural_order(tmp_path, capsys):
         "vae-lab report: error: --columns seed: not an override that varies between groups; "
         "choose from: model.latent_dim, posterior"
     ]
+
+
+def test_report_lists_the_versions_a_sweep_ran_on(tmp_path):
+    """summary.json's ``code`` (one entry per segment) as jobs.csv's ``code``, and summary.md's line when
+    the jobs ran on more than one version."""
+    for name, commits in (("a", ["1" * 40]), ("b", ["1" * 40, "2" * 40]), ("c", ["1" * 40])):
+        code = [{"git_commit": c, "git_dirty": False} for c in commits]
+        make_job(tmp_path / "sweep", name, [f"seed={ord(name)}"], metrics={"test/elbo": -1.0}, code=code)
+    out = report.load([tmp_path / "sweep"])
+    assert out.jobs.set_index("job")["code"].to_dict() == {
+        "a": "1111111111",
+        "b": "1111111111, 2222222222",
+        "c": "1111111111",
+    }
+    report.main([str(tmp_path / "sweep"), "--no-plots"])
+    text = (tmp_path / "sweep" / "summary.md").read_text()
+    assert "The jobs ran on 2 versions of the code (jobs.csv's `code`): `1111111111` (2 jobs), " in text

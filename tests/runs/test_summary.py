@@ -29,11 +29,17 @@ def test_status_values_are_the_strings_in_the_file():
 
 def test_a_completed_run_writes_the_keys_of_design_section_5_in_order(tmp_path):
     summary = Summary.start(tmp_path, ["seed=1"])
-    assert json.loads((tmp_path / "summary.json").read_text()) == {
-        "status": "running",
-        "run_dir": str(tmp_path),
-        "overrides": ["seed=1"],
-    }
+    written = json.loads((tmp_path / "summary.json").read_text())
+    code = written.pop("code")
+    assert written == {"status": "running", "run_dir": str(tmp_path), "overrides": ["seed=1"]}
+    assert len(code) == 1 and list(code[0]) == [
+        "started",
+        "vae_lab",
+        "git_commit",
+        "git_dirty",
+        "torch",
+        "python",
+    ]
     summary.resumed_from = str(tmp_path / "last.ckpt")
     summary.complete(
         metrics={"test/elbo": -20.0},
@@ -54,6 +60,7 @@ def test_a_completed_run_writes_the_keys_of_design_section_5_in_order(tmp_path):
         "steps",
         "epochs",
         "duration_s",
+        "code",  # which code ran, one entry per segment (runs/provenance.py)
     ]
     again = read_summary(tmp_path)
     assert again == summary and again.status is Status.COMPLETED and again.best_score == -21.0
@@ -62,7 +69,7 @@ def test_a_completed_run_writes_the_keys_of_design_section_5_in_order(tmp_path):
 def test_failed_and_interrupted_runs_write_their_error_and_checkpoint(tmp_path):
     failed = Summary.start(tmp_path / "a", [])
     failed.fail("ValueError: bad", steps=3, duration_s=0.5)
-    assert keys(tmp_path / "a") == ["status", "run_dir", "overrides", "steps", "duration_s", "error"]
+    assert keys(tmp_path / "a") == ["status", "run_dir", "overrides", "steps", "duration_s", "error", "code"]
     stopped = Summary.start(tmp_path / "b", [])
     stopped.interrupt("SIGTERM", None, steps=5, duration_s=0.5)
     data = json.loads((tmp_path / "b" / "summary.json").read_text())

@@ -23,6 +23,7 @@ import pandas as pd
 import yaml
 
 from vae_lab.errors import one_line
+from vae_lab.runs.provenance import code_label
 from vae_lab.runs.summary import SUMMARY, Status, SummaryError, read_summary, run_overrides
 
 # Overrides that do not define an experimental condition: jobs that differ only in these share a group.
@@ -167,6 +168,8 @@ def read_job(path: Path) -> tuple[dict[str, Any], dict[str, str], pd.DataFrame]:
         for key in ("steps", "epochs", "duration_s"):
             if getattr(summary, key) is not None:
                 record[key] = getattr(summary, key)
+        if isinstance(summary.code, list) and summary.code:  # the code of each segment, in order
+            record["code"] = ", ".join(dict.fromkeys(code_label(c) for c in summary.code))
         if summary.status.value == COMPLETED:  # what a run cost: epochs trained, wall minutes (all segments)
             if summary.epochs is not None:
                 final[EPOCHS] = _float(summary.epochs)

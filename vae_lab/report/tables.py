@@ -178,6 +178,9 @@ def markdown_report(
     ]
     if sweep.common:
         lines += ["", "Common to all jobs: " + " ".join(f"`{k}={v}`" for k, v in sweep.common.items())]
+    if "code" in sweep.jobs and (versions := sweep.jobs["code"].dropna().value_counts()).size > 1:
+        listed = ", ".join(f"`{code}` ({n} job{'s' * (n != 1)})" for code, n in versions.items())
+        lines += ["", f"The jobs ran on {versions.size} versions of the code (jobs.csv's `code`): {listed}"]
     lines += ["", markdown_table(table, sweep, metrics) if metrics or len(table) else "(no groups)"]
     if columns:
         for m in metrics:

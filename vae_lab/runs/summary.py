@@ -52,8 +52,9 @@ class Summary:
     (``{"val/elbo": ...}``), ``best_checkpoint``, ``steps``, ``epochs`` and ``duration_s``; a failed one
     ``steps``, ``duration_s`` and ``error`` (``"Type: message"``); an interrupted one these and
     ``checkpoint``, the newest checkpoint (``error`` is the signal's name). ``duration_s`` of a resumed run
-    counts its earlier segments too (:meth:`earlier_duration`). Fields that do not apply are left out of
-    the file.
+    counts its earlier segments too (:meth:`earlier_duration`). ``code``, one entry per segment, says
+    which code ran (:func:`~vae_lab.runs.provenance.code_record`). Fields that do not apply are left out
+    of the file.
     """
 
     status: Status
@@ -68,12 +69,24 @@ class Summary:
     duration_s: float | None = None
     error: str | None = None
     checkpoint: str | None = None
+    code: list[dict[str, Any]] | None = None
 
     # -- the train task's record ---------------------------------------------------------------------
     @classmethod
-    def start(cls, run_dir: Path, overrides: list[str]) -> Summary:
-        """A run starting in ``run_dir``: status ``running``, written at once."""
-        summary = cls(Status.RUNNING, str(run_dir), list(overrides))
+    def start(cls, run_dir: Path, overrides: list[str], resuming: bool = False) -> Summary:
+        """A run starting in ``run_dir``: status ``running``, the code of this segment after those of the
+        earlier segments (``resuming``), written at once."""
+        from vae_lab.runs.provenance import code_record
+
+        earlier: list[dict[str, Any]] = []
+        if resuming:
+            try:
+                previous = read_summary(run_dir)
+            except SummaryError:
+                previous = None
+            if previous is not None and isinstance(previous.code, list):
+                earlier = list(previous.code)
+        summary = cls(Status.RUNNING, str(run_dir), list(overrides), code=[*earlier, code_record()])
         summary.write()
         return summary
 
