@@ -34,7 +34,7 @@ from vae_lab import checkpoint as run_checkpoint
 from vae_lab.distributions.capabilities import sample_support, support_covers
 from vae_lab.errors import ConfigError, check, positive_int
 from vae_lab.estimators.base import Estimator
-from vae_lab.model import direct_step, iw
+from vae_lab.model import direct_step, iw, step_metrics
 from vae_lab.model.posteriors import PosteriorHead
 from vae_lab.model.priors import Prior
 
@@ -263,7 +263,7 @@ class VAE(pl.LightningModule):
             loss, terms = self._compiled_loss(x)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}")
-        if self._is_logging_step():
+        if step_metrics.is_logging_step(self):  # only then (self.log costs about as much as a small step)
             self._log_terms("train", terms, x.shape[0], on_step=True)
         if not self.automatic_optimization:
             optimizer = self.optimizers()
@@ -284,14 +284,6 @@ class VAE(pl.LightningModule):
         if self.kl_warmup_steps <= 0:
             return 1.0
         return min(1.0, self.global_step / self.kl_warmup_steps)
-
-    def _is_logging_step(self) -> bool:
-        """Whether the loggers will write this step's metrics (every ``trainer.log_every_n_steps``): only
-        then does the step call ``self.log``, which costs about as much as a small model's whole step."""
-        trainer = self._trainer
-        if trainer is None:
-            return True
-        return (self.global_step + 1) % max(1, trainer.log_every_n_steps) == 0 or trainer.should_stop
 
     def validation_step(self, x: Tensor, batch_idx: int) -> None:
         terms = self.elbo(x)
@@ -347,7 +339,12 @@ class VAE(pl.LightningModule):
     def _log_terms(
         self, split: str, terms: dict[str, Tensor], batch_size: int, on_step: bool = False
     ) -> None:
-        for name in ("elbo", "recon", "kl"):
+        names = ("elbo", "recon", "kl")
+        if on_step:  # a training step's row, straight to the loggers where it can
+            step_row = {f"{split}/{name}": terms[name].mean() for name in names}
+            if step_metrics.log_step(self, step_row, prog_bar=(f"{split}/elbo",)):
+                return
+        for name in names:
             self.log(
                 f"{split}/{name}",
                 terms[name].detach().mean(),
