@@ -148,9 +148,9 @@ def test_curves_by_columns_one_panel_per_value_smoothed_and_focused(tmp_path, sa
     low, high = axes[0].get_ylim()
     assert -101.0 < low < -95.0 and -95.0 < high < -89.0  # not stretched to -500
     variance = saved_figures["grad_variance.png"].axes
-    assert [ax.get_title().splitlines()[0] for ax in variance] == [
-        "grad/var/encoder, model.latent_dim=2",
-        "grad/var/encoder, model.latent_dim=10",
+    assert [ax.get_title() for ax in variance] == [
+        "grad/var/encoder, model.latent_dim=2\n(running geometric mean over 1% of the points)",
+        "grad/var/encoder, model.latent_dim=10\n(running geometric mean over 1% of the points)",
     ]
     assert variance[1].get_yscale() == "log" and len(variance[1].get_lines()) == 2
     final = {
@@ -159,3 +159,37 @@ def test_curves_by_columns_one_panel_per_value_smoothed_and_focused(tmp_path, sa
     assert final.keys() == lines.keys() and len(set(final.values())) == 2
     for label, line in lines.items():
         assert line.get_color() == final[label]
+
+
+def test_gradient_variance_curves_are_geometric_means_with_a_band_above_zero(tmp_path, saved_figures):
+    """Three seeds with variances 1, 10 and 100 at a step: the arithmetic mean - sd is -18 (nothing to
+    draw on a log scale); the line is their geometric mean, 10, and the band [10 / g, 10 g] with g the
+    geometric sd, exp(sd of the logs) = 10, i.e. [1, 100]. train/elbo keeps the arithmetic mean ± sd.
+    A zero variance (a frozen group) is left out of the logs."""
+    for seed, scale in enumerate((1.0, 10.0, 100.0)):
+        make_job(
+            tmp_path / "sweep",
+            f"implicit{seed}",
+            ["estimator=implicit", f"seed={seed}"],
+            metrics={"test/elbo": -100.0},
+            curves={
+                "grad/var/encoder": [scale, scale, 0.0 if seed == 0 else scale],
+                "train/elbo": [-110.0 + seed, -100.0 + seed, -90.0 + seed],
+            },
+        )
+    assert report.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "r")]) == 0
+    (ax,) = saved_figures["grad_variance.png"].axes
+    assert ax.get_title() == "grad/var/encoder: geometric mean ×/÷ geometric sd over seeds"
+    (line,) = ax.get_lines()
+    y = line.get_ydata()
+    assert y[:2] == pytest.approx([10.0, 10.0])
+    assert y[2] == pytest.approx(1000.0**0.5)  # seed 0's zero left out: seeds 1 and 2, 10 and 100
+    (band,) = ax.collections
+    vertices = band.get_paths()[0].vertices
+    first = vertices[vertices[:, 0] == vertices[:, 0].min(), 1]
+    assert sorted({round(v, 9) for v in first}) == pytest.approx([1.0, 100.0])  # a closed polygon
+    (elbo_ax, *_) = saved_figures["curves.png"].axes
+    (elbo_band,) = elbo_ax.collections
+    elbo_vertices = elbo_band.get_paths()[0].vertices
+    start = {round(v, 9) for v in elbo_vertices[elbo_vertices[:, 0] == elbo_vertices[:, 0].min(), 1]}
+    assert sorted(start) == pytest.approx([-110.0, -108.0])  # -109 ± 1

@@ -1,7 +1,9 @@
 """The plots of a report: learning curves (``curves.png``), gradient variance per parameter group against
 step (``grad_variance.png``, log scale) and the final metrics per group (``final.png``; with ``--columns
 KEY`` against the values of KEY, one line per row of the two-way table); each group has one colour in
-every plot, lines are means over seeds with a band of ± 1 standard deviation."""
+every plot, lines are means over seeds with a band of ± 1 standard deviation; on the gradient variance's
+log scale the geometric mean, with a band from dividing to multiplying it by the geometric standard
+deviation (mean and sd of the logarithms), which stays above zero."""
 
 from __future__ import annotations
 
@@ -27,8 +29,12 @@ def _pyplot():
     return plt
 
 
-def _group_curves(sweep: Sweep, metric: str) -> list[tuple[str, pd.DataFrame]]:
-    """Per group (completed jobs): step, mean, std, n of ``metric`` over seeds."""
+def _group_curves(sweep: Sweep, metric: str, geometric: bool = False) -> list[tuple[str, pd.DataFrame]]:
+    """Per group (completed jobs): step, mean, std, count of ``metric`` over seeds and the band [lo, hi],
+    mean ± std. With ``geometric`` (for a log scale) the statistics of the logarithms of the positive
+    values: mean = exp(m), band [exp(m - s), exp(m + s)], for m and s the mean and sd of the logs (an
+    arithmetic mean - sd of a skewed positive quantity such as a variance often falls below zero, where a
+    log scale has nothing to draw)."""
     done = sweep.completed[["job", "group"]]
     curves = sweep.curves[sweep.curves["metric"] == metric].merge(done, on="job")
     out = []
@@ -37,9 +43,21 @@ def _group_curves(sweep: Sweep, metric: str) -> list[tuple[str, pd.DataFrame]]:
         if part.empty:
             continue
         per_job = part.groupby(["job", "step"], as_index=False)["value"].mean()
+        if geometric:
+            per_job = per_job[per_job["value"] > 0].assign(value=lambda d: np.log(d["value"]))
         stats = per_job.groupby("step")["value"].agg(["mean", "std", "count"]).reset_index()
-        out.append((label, stats))
+        out.append((label, _band(stats, geometric)))
     return out
+
+
+def _band(stats: pd.DataFrame, geometric: bool) -> pd.DataFrame:
+    """lo, hi = mean -+ std (a single run: no width); ``geometric``: mean, std are of the logs, and mean,
+    lo, hi come back exponentiated."""
+    std = stats["std"].fillna(0.0)
+    stats = stats.assign(lo=stats["mean"] - std, hi=stats["mean"] + std)
+    if geometric:
+        stats[["mean", "lo", "hi"]] = np.exp(stats[["mean", "lo", "hi"]])
+    return stats
 
 
 def _line_with_band(ax, stats: pd.DataFrame, label: str, color: str, show_n: bool = True) -> None:
@@ -53,9 +71,9 @@ def _line_with_band(ax, stats: pd.DataFrame, label: str, color: str, show_n: boo
     )
     band = stats["count"] > 1
     if band.any():
-        lo = stats["mean"] - stats["std"].fillna(0)
-        hi = stats["mean"] + stats["std"].fillna(0)
-        ax.fill_between(stats["step"][band], lo[band], hi[band], color=line.get_color(), alpha=0.2, lw=0)
+        ax.fill_between(
+            stats["step"][band], stats["lo"][band], stats["hi"][band], color=line.get_color(), alpha=0.2, lw=0
+        )
 
 
 #: panels per row of a figure: a sweep with many metrics (a probe's ``compare``) wraps into rows
@@ -113,8 +131,7 @@ def plot_grad_variance(sweep: Sweep, path: Path, column: str | None = None) -> b
     parameter group (and value of ``column``), one line per run group (estimator, family, ...)."""
     names = sorted(m for m in sweep.curves["metric"].unique() if GRAD_VAR.match(str(m)))
     # a group with no positive variance (e.g. a frozen prior) has nothing to draw on a log scale
-    series = {m: [(g, st[st["mean"] > 0]) for g, st in _group_curves(sweep, m)] for m in names}
-    series = {m: [(g, st) for g, st in groups if len(st)] for m, groups in series.items()}
+    series = {m: [(g, st) for g, st in _group_curves(sweep, m, geometric=True) if len(st)] for m in names}
     return _curve_panels(sweep, series, column, path, log=True)
 
 
@@ -149,14 +166,15 @@ def _curve_panels(
             if column and split[group][1] != value:
                 continue
             if len(stats) > SMOOTH_ABOVE:
-                stats, smoothed = _running_mean(stats, len(stats) // 100), True
+                stats, smoothed = _running_mean(stats, len(stats) // 100, log), True
             if column:
                 _line_with_band(ax, stats, split[group][0], colors[split[group][0]], show_n=False)
             else:
                 _line_with_band(ax, stats, group, sweep.color(group))
             drawn.append(stats)
-        title = f"{m}: mean ± std over seeds" if not column else f"{m}, {column}={value}"
-        title += "\n(running mean over 1% of the points)" if smoothed else ""
+        spread = "geometric mean ×/÷ geometric sd" if log else "mean ± std"
+        title = f"{m}: {spread} over seeds" if not column else f"{m}, {column}={value}"
+        title += f"\n(running {'geometric ' if log else ''}mean over 1% of the points)" if smoothed else ""
         ax.set(xlabel="step", title=title)
         if log:
             ax.set_yscale("log")
@@ -171,11 +189,14 @@ def _curve_panels(
     return True
 
 
-def _running_mean(stats: pd.DataFrame, window: int) -> pd.DataFrame:
-    """``mean`` and ``std`` as running means over ``window`` points (the first ones over fewer)."""
+def _running_mean(stats: pd.DataFrame, window: int, geometric: bool = False) -> pd.DataFrame:
+    """``mean`` and its band ``lo``, ``hi`` as running means over ``window`` points (the first ones over
+    fewer); ``geometric``: running means of their logarithms, exponentiated."""
     out = stats.copy()
-    for col in ("mean", "std"):
-        out[col] = stats[col].rolling(window, min_periods=1).mean()
+    for col in ("mean", "lo", "hi"):
+        values = np.log(stats[col]) if geometric else stats[col]
+        smooth = values.rolling(window, min_periods=1).mean()
+        out[col] = np.exp(smooth) if geometric else smooth
     return out
 
 
@@ -184,9 +205,8 @@ def _focus_on_convergence(ax, curves: Sequence[pd.DataFrame], skip: float = 0.05
     lows, highs = [], []
     for stats in curves:
         rest = stats.iloc[int(len(stats) * skip) :]
-        std = rest["std"].fillna(0.0)
-        lows.append((rest["mean"] - std).min())
-        highs.append((rest["mean"] + std).max())
+        lows.append(rest["lo"].min())
+        highs.append(rest["hi"].max())
     lo, hi = np.nanmin(lows, initial=np.inf), np.nanmax(highs, initial=-np.inf)
     if np.isfinite(lo) and np.isfinite(hi):
         pad = 0.05 * (hi - lo) if hi > lo else 1.0
