@@ -170,20 +170,15 @@ def test_make_reproduce_vae_mnist_composes(tmp_path):
         "EXTRA_SEEDS=5",
         "ARGS=trainer.max_epochs=1",
     )
-    assert [c[0] for c in commands] == ["train", "train", "train", "report"]
-    grid, seeds, wide_clip, report = commands
+    assert [c[0] for c in commands] == ["train"] * 4 + ["report"]
+    grid, seeds, wide_spherical, wide_von_mises, report = commands
     dirs = []
+    wide = "model.posterior.max_concentration=1e5"  # where the heads' default clip (1e3) binds
     for train, sweeps in (
         (grid, [f"posterior={','.join(NATURAL_PRIORS)}", "model.latent_dim=2,3,5,10", "seed=4"]),
         (seeds, ["posterior=gaussian,vonmises", "model.latent_dim=2,10", "seed=5"]),
-        (
-            wide_clip,  # where the heads' default clip (1e3) binds
-            [
-                "posterior=vonmises,power_spherical",
-                "model.latent_dim=2,3",
-                "model.posterior.max_concentration=1e5",
-            ],
-        ),
+        (wide_spherical, ["posterior=power_spherical", "model.latent_dim=2,3,5,10", wide, "seed=4"]),
+        (wide_von_mises, ["posterior=vonmises", "model.latent_dim=2,3", wide, "seed=4"]),
     ):
         assert "-m" in train and "hydra/launcher=joblib" in train
         overrides = _check_hydra_command(train, "trainer.max_epochs=1")
