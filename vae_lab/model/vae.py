@@ -263,7 +263,7 @@ class VAE(pl.LightningModule):
             loss, terms = self._compiled_loss(x)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}")
-        if step_metrics.is_logging_step(self):  # only then (self.log costs about as much as a small step)
+        if step_metrics.is_logging_step(self):  # only the steps the loggers write
             self._log_terms("train", terms, x.shape[0], on_step=True)
         if not self.automatic_optimization:
             optimizer = self.optimizers()
