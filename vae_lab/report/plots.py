@@ -30,7 +30,7 @@ def _pyplot():
 
 
 def _group_curves(sweep: Sweep, metric: str, geometric: bool = False) -> list[tuple[str, pd.DataFrame]]:
-    """Per group (completed jobs): step, mean, std, count of ``metric`` over seeds and the band [lo, hi],
+    """Per group (completed jobs): step, mean and count of ``metric`` over seeds and the band [lo, hi],
     mean ± std. With ``geometric`` (for a log scale) the statistics of the logarithms of the positive
     values: mean = exp(m), band [exp(m - s), exp(m + s)], for m and s the mean and sd of the logs (an
     arithmetic mean - sd of a skewed positive quantity such as a variance often falls below zero, where a
@@ -53,7 +53,7 @@ def _group_curves(sweep: Sweep, metric: str, geometric: bool = False) -> list[tu
 def _band(stats: pd.DataFrame, geometric: bool) -> pd.DataFrame:
     """lo, hi = mean -+ std (a single run: no width); ``geometric``: mean, std are of the logs, and mean,
     lo, hi come back exponentiated."""
-    std = stats["std"].fillna(0.0)
+    std = stats.pop("std").fillna(0.0)  # the band replaces it (smoothing then keeps the two consistent)
     stats = stats.assign(lo=stats["mean"] - std, hi=stats["mean"] + std)
     if geometric:
         stats[["mean", "lo", "hi"]] = np.exp(stats[["mean", "lo", "hi"]])
