@@ -82,7 +82,12 @@ class _RankLauncher(_SubprocessScriptLauncher):
     def kill(self, signum: Any) -> None:
         """Stop the other ranks (rank 0 failed or was stopped): ``signum`` now, SIGKILL to a rank still
         running ``KILL_AFTER_S`` later (one blocked in a collective cannot handle a signal; one that
-        handles it takes part in saving the interrupt checkpoint meanwhile)."""
+        handles it takes part in saving the interrupt checkpoint meanwhile). Their exit is then rank 0's
+        doing, not a failure: the observer stops watching first, so that a rank killed here does not end
+        rank 0 while it still writes its checkpoint and summary."""
+        observer = getattr(self, "_observer", None)
+        if observer is not None:
+            observer.stopped = True
         super().kill(signum)
         threading.Thread(target=_kill_later, args=(list(self.procs),), daemon=True).start()
 
@@ -170,6 +175,8 @@ class _RankObserver(threading.Thread):
                 code = proc.poll()
                 if code is None or code == 0:
                     continue
+                if self.stopped:  # rank 0 stopped the ranks (an interrupt) meanwhile
+                    return
                 error = f"DDP rank {rank} exited with status {code} (its output is above)"
                 for other in self.procs:
                     if other.poll() is None:
