@@ -240,6 +240,25 @@ def test_resume_with_nothing_to_resume_fails_with_one_line(cli):
     assert not (cli.cwd / "outputs").exists()
 
 
+def test_resume_true_of_a_sweep_that_never_started_runs_it(cli):
+    """`make reproduce-... ARGS=resume=true` continues a reproduction whose later parts never started:
+    ``resume=true`` with a ``hydra.sweep.dir`` that holds nothing yet runs the sweep there."""
+    proc = cli(
+        "train",
+        "-m",
+        *TINY,
+        "+callbacks.kill.step=1000",
+        "hydra.sweep.dir=parts/seeds",
+        "resume=true",
+        env=ENV,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith(
+        "vae-lab train: resume: nothing in parts/seeds yet; starting the sweep there"
+    )
+    assert summary(cli.cwd / "parts" / "seeds" / "0")["status"] == "completed"
+
+
 def test_resume_with_other_overrides_or_a_wrong_path_leaves_runs_alone(sigterm):
     from conftest import run_cli
 

@@ -151,6 +151,8 @@ def _run_train(args: list[str]) -> int:
         if resumed.completed:
             print(f"vae-lab train: {resumed.completed}")
             return 0
+        if resumed.notice:
+            print(f"vae-lab train: {resumed.notice}", flush=True)
         if any(not o.startswith("hydra") for o in resumed.args):  # the run's own overrides, taken over
             error = _preflight([*overrides, *resumed.args])
             if error:

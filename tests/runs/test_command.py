@@ -70,3 +70,23 @@ def test_the_continue_command():
 def test_paths_are_quoted_where_hydra_would_misread_them():
     assert hydra_value(Path("outputs/2030-01-01/10-00-00")) == "outputs/2030-01-01/10-00-00"
     assert hydra_value(Path("my runs/a=b")) == "'my runs/a=b'"
+
+
+def test_resume_true_with_an_explicit_directory_that_holds_nothing_starts_there(tmp_path, monkeypatch):
+    """A reproduction's later part that never started (``make reproduce-... ARGS=resume=true``): its
+    ``hydra.sweep.dir`` is missing or empty, so the sweep starts there, with a notice. Anything already
+    there is still checked; ``resume=<dir>`` naming nothing is still an error."""
+    monkeypatch.chdir(tmp_path)
+    missing, empty = tmp_path / "parts" / "seeds", tmp_path / "empty"
+    empty.mkdir()
+    for where in (missing, empty):
+        resolved = resolve_resume(["seed=0,1", f"hydra.sweep.dir={where}", "resume=true"], multirun=True)
+        assert resolved.args == [] and resolved.completed is None
+        assert resolved.notice == f"resume: nothing in {where} yet; starting the sweep there"
+    single = resolve_resume(["seed=1", f"hydra.run.dir={missing}", "resume=true"], multirun=False)
+    assert single.args == [] and single.notice.endswith("starting the run there")
+    (empty / "0").mkdir()  # a job's directory, but no multirun.yaml: not a sweep, not nothing
+    with pytest.raises(ResumeError, match="is not a sweep directory"):
+        resolve_resume(["seed=0,1", f"hydra.sweep.dir={empty}", "resume=true"], multirun=True)
+    with pytest.raises(ResumeError, match="is not a sweep directory"):
+        resolve_resume([f"resume={missing}"], multirun=True)

@@ -15,10 +15,16 @@ from vae_lab.runs.summary import read_summary
 class Resolved:
     """What ``resume=`` settles before Hydra starts: ``args``, the overrides to append (Hydra's run or
     sweep directory, and a run's own overrides when none were given); or ``completed``, a line saying
-    that the run completed already (then nothing runs)."""
+    that the run completed already (then nothing runs); ``notice``, a line to print before it starts."""
 
     args: list[str] = field(default_factory=list)
     completed: str | None = None
+    notice: str | None = None
+
+
+def _nothing_in(path: Path) -> bool:
+    """Whether ``path`` holds nothing yet: missing, or an empty directory."""
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
 
 
 def hydra_value(path: Path) -> str:
@@ -29,7 +35,11 @@ def hydra_value(path: Path) -> str:
 
 def resolve_resume(overrides: list[str], multirun: bool) -> Resolved:
     """Point Hydra at the run (or sweep) that ``resume=...`` continues. Raises :class:`ResumeError` when
-    there is none. With ``resume=<dir>`` and no other task overrides, the run's own are taken over."""
+    there is none. With ``resume=<dir>`` and no other task overrides, the run's own are taken over.
+
+    ``resume=true`` with an explicit ``hydra.run.dir`` (``hydra.sweep.dir``) that holds nothing yet
+    starts the run (sweep) there, with a notice: so one command continues a multi-part reproduction
+    whose later parts never started (``make reproduce-... ARGS=resume=true``)."""
     value = override_value(overrides, KEY)
     if value is None or value is False:
         return Resolved()
@@ -39,6 +49,9 @@ def resolve_resume(overrides: list[str], multirun: bool) -> Resolved:
     if value is not True and explicit is not None and Path(str(value)) != Path(str(explicit)):
         raise ResumeError(f"{KEY}={value} and {dir_key}={explicit} name different directories")
     where = Path(str(value)) if value is not True else Path(str(explicit)) if explicit is not None else None
+    if value is True and where is not None and _nothing_in(where):
+        what = "sweep" if multirun else "run"
+        return Resolved(notice=f"{KEY}: nothing in {where} yet; starting the {what} there")
     if multirun:
         found = find_sweep(given, where)
     else:
