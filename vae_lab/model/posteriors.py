@@ -1,7 +1,9 @@
 """Posterior heads: encoder output -> q(z|x), a torch Distribution with batch_shape (B,), event_shape (d,).
 
 Each head states how many network outputs it needs (``param_dim``), how samples enter the decoder
-(``decoder_input``, ``decoder_dim``) and applies its family's parameterization and clipping.
+(``decoder_input``, ``decoder_dim``) and applies its family's parameterization and clipping; ``clipped``
+tells which of a posterior's parameters sit at an end of their clip range (the model logs the shares as
+``{split}/clip_low`` and ``{split}/clip_high``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,26 @@ class PosteriorHead(nn.Module):
 
     def forward(self, params: Tensor) -> Distribution:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def clipped(self, q: Distribution) -> list[tuple[Tensor, float, float]]:
+        """The clipped parameters of ``q`` (a distribution this head returned), each with its clip range
+        (low, high): a concentration, a rate. Empty for a head that clips nothing."""
+        return []
+
+    def clip_shares(self, q: Distribution) -> tuple[Tensor, Tensor] | None:
+        """Shares of the clipped parameters of ``q`` at the low and at the high end of their ranges
+        (clamped to the bound exactly; a value that only comes near one is not counted). None for a head
+        that clips nothing. Where kappa sits at ``max_concentration``, the clip, not the data, sets how
+        concentrated the posterior is."""
+        parts = self.clipped(q)
+        if not parts:
+            return None
+        low = torch.cat([(t.detach() <= lo).reshape(-1) for t, lo, _ in parts])
+        high = torch.cat([(t.detach() >= hi).reshape(-1) for t, _, hi in parts])
+        return low.float().mean(), high.float().mean()
+
+    def _concentration_clip(self, *tensors: Tensor) -> list[tuple[Tensor, float, float]]:
+        return [(t, self.min_concentration, self.max_concentration) for t in tensors]
 
     def _set_concentration_range(self, low: float, high: float) -> None:
         """Check and keep the clip range [min_concentration, max_concentration] of a concentration."""
@@ -100,6 +122,9 @@ class VonMisesHead(PosteriorHead):
         kappa = _clipped_softplus(raw, self.min_concentration, self.max_concentration)
         return Independent(VonMises(loc, kappa, validate_args=False), 1)
 
+    def clipped(self, q: Distribution) -> list[tuple[Tensor, float, float]]:
+        return self._concentration_clip(q.base_dist.concentration)
+
 
 class DirichletHead(PosteriorHead):
     """q(z|x) = Dirichlet(alpha), alpha = softplus(a) clipped to [min_concentration, max_concentration]."""
@@ -114,6 +139,9 @@ class DirichletHead(PosteriorHead):
     def forward(self, params: Tensor) -> Distribution:
         alpha = _clipped_softplus(params, self.min_concentration, self.max_concentration)
         return Dirichlet(alpha, validate_args=False)
+
+    def clipped(self, q: Distribution) -> list[tuple[Tensor, float, float]]:
+        return self._concentration_clip(q.concentration)
 
 
 class GammaHead(PosteriorHead):
@@ -146,6 +174,10 @@ class GammaHead(PosteriorHead):
         rate = _clipped_softplus(b, self.min_rate, self.max_rate)
         return Independent(Gamma(alpha, rate, validate_args=False), 1)
 
+    def clipped(self, q: Distribution) -> list[tuple[Tensor, float, float]]:
+        gamma = q.base_dist
+        return [*self._concentration_clip(gamma.concentration), (gamma.rate, self.min_rate, self.max_rate)]
+
 
 class BetaHead(PosteriorHead):
     """q(z|x) = prod_i Beta(alpha_i, beta_i) on (0, 1)^d, Figurnov et al. 2018.
@@ -167,6 +199,9 @@ class BetaHead(PosteriorHead):
         alpha = _clipped_softplus(a, self.min_concentration, self.max_concentration)
         beta = _clipped_softplus(b, self.min_concentration, self.max_concentration)
         return Independent(Beta(alpha, beta, validate_args=False), 1)
+
+    def clipped(self, q: Distribution) -> list[tuple[Tensor, float, float]]:
+        return self._concentration_clip(q.base_dist.concentration1, q.base_dist.concentration0)
 
 
 class PowerSphericalHead(PosteriorHead):
@@ -191,6 +226,9 @@ class PowerSphericalHead(PosteriorHead):
         loc = F.normalize(params[..., :-1], dim=-1)
         kappa = _clipped_softplus(params[..., -1], self.min_concentration, self.max_concentration)
         return PowerSpherical(loc, kappa, validate_args=False)
+
+    def clipped(self, q: Distribution) -> list[tuple[Tensor, float, float]]:
+        return self._concentration_clip(q.concentration)
 
 
 def inverse_softplus(y: float) -> float:

@@ -170,15 +170,19 @@ class VAE(pl.LightningModule):
         return self.likelihood.log_prob(x, self.decoder(self.posterior.decoder_input(z)))
 
     def elbo(
-        self, x: Tensor, n_samples: int | None = None, kl_weight: float | Tensor = 1.0
+        self,
+        x: Tensor,
+        n_samples: int | None = None,
+        kl_weight: float | Tensor = 1.0,
+        q: Distribution | None = None,
     ) -> dict[str, Tensor]:
         """Per-data-point ELBO terms (shape (B,)) and the surrogate whose gradient is the estimator's.
 
         Returns a dict with ``elbo``, ``recon`` (E_q log p(x|z)), ``kl`` and ``surrogate``. The surrogate
         estimates E_q log p(x|z) - kl_weight * KL (the ELBO at the default weight 1); ``elbo`` is always
-        the unweighted bound.
+        the unweighted bound. ``q``: q(z|x) where the caller has it already.
         """
-        q, p = self.q(x), self.prior()
+        q, p = self.q(x) if q is None else q, self.prior()
         recon: list[Tensor] = []
         log_ratio: list[Tensor] = []
 
@@ -286,14 +290,18 @@ class VAE(pl.LightningModule):
         return min(1.0, self.global_step / self.kl_warmup_steps)
 
     def validation_step(self, x: Tensor, batch_idx: int) -> None:
-        terms = self.elbo(x)
+        q = self.q(x)
+        terms = self.elbo(x, q=q)
         self._log_terms("val", terms, x.shape[0])
+        self._log_clip_shares("val", q, x.shape[0])
         self._update_perplexity("val", x, terms["elbo"])
 
     def test_step(self, x: Tensor, batch_idx: int) -> None:
         split = self.test_split
-        terms = self.elbo(x)
+        q = self.q(x)
+        terms = self.elbo(x, q=q)
         self._log_terms(split, terms, x.shape[0])
+        self._log_clip_shares(split, q, x.shape[0])
         self._update_perplexity(split, x, terms["elbo"])
         ll = self.iw_log_likelihood(x)
         if self.per_example is not None:  # each row's terms, (B, 4), in order
@@ -354,6 +362,15 @@ class VAE(pl.LightningModule):
                 prog_bar=name == "elbo",
                 sync_dist=not on_step,  # DDP: epoch metrics averaged over the ranks
             )
+
+    def _log_clip_shares(self, split: str, q: Distribution, batch_size: int) -> None:
+        """``{split}/clip_low``, ``{split}/clip_high``: shares of the posterior's clipped parameters
+        (concentrations, rates) at the low and high end of the head's clip range, over the epoch."""
+        shares = self.posterior.clip_shares(q)
+        if shares is None:
+            return
+        for name, share in zip(("clip_low", "clip_high"), shares, strict=True):
+            self.log(f"{split}/{name}", share, batch_size=batch_size, on_epoch=True, sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.parameters())
