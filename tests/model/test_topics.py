@@ -20,10 +20,11 @@ from vae_lab.errors import ConfigError
 from vae_lab.estimators import ImplicitEstimator, RSVIEstimator
 from vae_lab.model.likelihoods import WordCounts
 from vae_lab.model.networks import MLP
+from vae_lab.model.perplexity import perplexity
 from vae_lab.model.posteriors import DirichletHead, GaussianHead, inverse_softplus
 from vae_lab.model.priors import DirichletPrior, NormalPrior
 from vae_lab.model.topics import TopicDecoder
-from vae_lab.model.vae import VAE, perplexity
+from vae_lab.model.vae import VAE
 
 K, V = 4, 12
 

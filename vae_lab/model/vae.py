@@ -35,6 +35,7 @@ from vae_lab.distributions.capabilities import sample_support, support_covers
 from vae_lab.errors import ConfigError, check, positive_int
 from vae_lab.estimators.base import Estimator
 from vae_lab.model import direct_step, iw, step_metrics
+from vae_lab.model.perplexity import document_log_perplexity
 from vae_lab.model.posteriors import PosteriorHead
 from vae_lab.model.priors import Prior
 
@@ -381,22 +382,6 @@ class VAE(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         direct_step.step_counters(checkpoint, manual=not self.automatic_optimization)
-
-
-def document_log_perplexity(elbo: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-document -ELBO_d / N_d (N_d = x_d.sum(), the token count) and a weight: 1, or 0 for a document
-    without tokens (its ratio is set to 0). The weighted mean over a split, exponentiated, is the
-    perplexity."""
-    n_words = x.sum(-1).to(elbo.dtype)
-    has_words = n_words > 0
-    ratio = torch.where(has_words, -elbo / n_words.clamp_min(1.0), torch.zeros_like(elbo))
-    return ratio, has_words.to(elbo.dtype)
-
-
-def perplexity(elbo: Tensor, x: Tensor) -> float:
-    """exp of the mean over documents of -ELBO_d / N_d, for one set of documents in one go."""
-    ratio, weight = document_log_perplexity(elbo, x)
-    return float(((ratio * weight).sum() / weight.sum()).exp())
 
 
 def _check_optimizer(factory: Callable[..., torch.optim.Optimizer]) -> None:
