@@ -66,6 +66,7 @@ def test_a_gamma_rate_counts_against_its_own_range():
 def test_a_head_that_clips_nothing_has_no_shares():
     head = GaussianHead(D)
     assert head.clip_shares(head(torch.full((B, head.param_dim), FAR))) is None
+    assert not head.clips and all(make(D).clips for make in CLIPPED_SLOTS)
 
 
 def test_the_model_logs_the_shares_over_an_epoch():

@@ -49,6 +49,9 @@ def test_the_layout_puts_every_compared_estimator_of_a_group_on_one_chart():
     ]
     assert set(layout["gradient SNR"]) == {"grad/snr/encoder", "grad/snr/decoder"}
     assert set(scalar_layout([], [])) == {"ELBO"}
+    clip = scalar_layout([], [], clips=True)["posterior clip"]
+    assert clip["val: clip_low, clip_high"] == ["Multiline", ["^val/clip_low$", "^val/clip_high$"]]
+    assert set(clip) == {"val: clip_low, clip_high", "test: clip_low, clip_high"}
 
 
 def custom_scalars(run_dir) -> layout_pb2.Layout:

@@ -49,6 +49,11 @@ class PosteriorHead(nn.Module):
         (low, high): a concentration, a rate. Empty for a head that clips nothing."""
         return []
 
+    @property
+    def clips(self) -> bool:
+        """Whether this head clips a parameter (its class overrides :meth:`clipped`)."""
+        return type(self).clipped is not PosteriorHead.clipped
+
     def clip_shares(self, q: Distribution) -> tuple[Tensor, Tensor] | None:
         """Shares of the clipped parameters of ``q`` at the low and at the high end of their ranges
         (clamped to the bound exactly; a value that only comes near one is not counted). None for a head

@@ -8,7 +8,9 @@ r"""TensorBoard's CUSTOM SCALARS dashboard for a run: the curves that are compar
   is trained) one chart with ``grad/var/<group>`` (the run's own estimator) and
   ``grad/var/<group>/<name>`` for every estimator the gradient-variance probe compares
   (``callbacks.grad_variance.compare``);
-- category ``gradient SNR``: the same with ``grad/snr/...``.
+- category ``gradient SNR``: the same with ``grad/snr/...``;
+- category ``posterior clip``, where the posterior head clips a parameter: for val and test one chart with
+  ``{split}/clip_low`` and ``{split}/clip_high`` (shares at the ends of the clip range).
 
 The names are those of :mod:`vae_lab.probes.grad_variance` and :class:`vae_lab.model.vae.VAE` (DESIGN.md
 section 5), each given as an anchored regular expression, so ``grad/var/encoder`` does not also pick up
@@ -34,8 +36,9 @@ log = logging.getLogger(__name__)
 __all__ = ["ScalarLayout", "scalar_layout"]
 
 
-def scalar_layout(groups: list[str], compared: list[str]) -> dict[str, dict[str, list]]:
-    """The custom-scalars layout: ``{category: {chart: ["Multiline", [tag regexes]]}}``."""
+def scalar_layout(groups: list[str], compared: list[str], clips: bool = False) -> dict[str, dict[str, list]]:
+    """The custom-scalars layout: ``{category: {chart: ["Multiline", [tag regexes]]}}``; ``clips``: the
+    posterior head clips a parameter (it logs ``{split}/clip_low`` and ``{split}/clip_high``)."""
 
     def chart(tags: list[str]) -> list:
         return ["Multiline", [f"^{re.escape(tag)}$" for tag in tags]]
@@ -55,6 +58,11 @@ def scalar_layout(groups: list[str], compared: list[str]) -> dict[str, dict[str,
         }
         if charts:
             layout[category] = charts
+    if clips:
+        layout["posterior clip"] = {
+            f"{split}: clip_low, clip_high": chart([f"{split}/clip_low", f"{split}/clip_high"])
+            for split in ("val", "test")
+        }
     return layout
 
 
@@ -79,6 +87,7 @@ class ScalarLayout(pl.Callback):
         probes = [c for c in members(trainer.callbacks) if isinstance(c, GradientVarianceProbe) and c.enabled]
         groups = list(parameter_groups(pl_module)) if probes else []
         compared = probes[0].compared if probes else []  # after its setup: those that fit the family
-        self.layout = scalar_layout(groups, compared)
+        head = getattr(pl_module, "posterior", None)
+        self.layout = scalar_layout(groups, compared, clips=bool(getattr(head, "clips", False)))
         writer.add_custom_scalars(self.layout)
         writer.flush()
