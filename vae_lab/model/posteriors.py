@@ -2,8 +2,8 @@
 
 Each head states how many network outputs it needs (``param_dim``), how samples enter the decoder
 (``decoder_input``, ``decoder_dim``) and applies its family's parameterization and clipping; ``clipped``
-tells which of a posterior's parameters sit at an end of their clip range (the model logs the shares as
-``{split}/clip_low`` and ``{split}/clip_high``).
+names the parameters it clips, with their ranges, and ``clip_shares`` how many sit at each end (the model
+logs them as ``{split}/clip_low`` and ``{split}/clip_high``).
 """
 
 from __future__ import annotations
