@@ -1,6 +1,7 @@
 """A sweep's terminal output (one line per finished job) and stopping a sweep whose jobs run in other
 processes (vae_lab/runs/sweep_stop.py): SIGTERM to the main process, or its sudden death, stops every job
-with a checkpoint, leaves no process behind, and the sweep resumes."""
+with a checkpoint, leaves no process behind, and the sweep resumes; Ctrl-C to the whole process group
+with a worker idle between jobs stops it the same way."""
 
 from __future__ import annotations
 
@@ -99,34 +100,26 @@ LAUNCHER_ARGS = {
 }
 
 
-def _stop_a_sweep(tmp_path: Path, launcher: str, signum: int) -> tuple[subprocess.Popen, Path, str, str]:
-    """Start a 2-job sweep of slow jobs, send ``signum`` to its main process once both jobs train, and
-    wait for every process of the sweep to end. Returns the process, the sweep dir, stdout and stderr."""
+def _signal_a_sweep(
+    tmp_path: Path, sweep_args: list[str], ready, what: str, send
+) -> tuple[subprocess.Popen, Path, str, str]:
+    """Start ``vae-lab train -m *sweep_args`` in a session of its own, call ``send(proc)`` once
+    ``ready(sweep_dir)`` holds, and wait for every process of the sweep to end. Returns the process, the
+    sweep dir, stdout and stderr."""
     sweep_dir = tmp_path / "sweep"
-    args = [
-        VAE_LAB,
-        "train",
-        "-m",
-        f"hydra/launcher={launcher}",
-        *LAUNCHER_ARGS[launcher],
-        "seed=0,1",
-        *SLOW,
-        f"hydra.sweep.dir={sweep_dir}",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **ENV}
     proc = subprocess.Popen(
-        args,
+        [VAE_LAB, "train", "-m", *sweep_args, f"hydra.sweep.dir={sweep_dir}"],
         cwd=tmp_path,
-        env=env,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **ENV},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
     try:
-        _wait_for(lambda: _training(sweep_dir, "01") or proc.poll() is not None, 240, "both jobs to train")
+        _wait_for(lambda: ready(sweep_dir) or proc.poll() is not None, 240, what)
         assert proc.poll() is None, proc.communicate()[1][-3000:]
-        os.kill(proc.pid, signum)
+        send(proc)
         _wait_for(lambda: not _session_processes(proc.pid), 120, "the sweep's processes to end")
         out, err = proc.communicate(timeout=30)
         return proc, sweep_dir, out, err
@@ -136,6 +129,17 @@ def _stop_a_sweep(tmp_path: Path, launcher: str, signum: int) -> tuple[subproces
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def _stop_a_sweep(tmp_path: Path, launcher: str, signum: int) -> tuple[subprocess.Popen, Path, str, str]:
+    """A 2-job sweep of slow jobs, ``signum`` sent to its main process once both jobs train."""
+    return _signal_a_sweep(
+        tmp_path,
+        [f"hydra/launcher={launcher}", *LAUNCHER_ARGS[launcher], "seed=0,1", *SLOW],
+        lambda sweep_dir: _training(sweep_dir, "01"),
+        "both jobs to train",
+        lambda proc: os.kill(proc.pid, signum),
+    )
 
 
 @pytest.mark.parametrize("launcher", list(LAUNCHER_ARGS))
@@ -186,3 +190,30 @@ def test_jobs_stop_cleanly_when_the_main_process_dies(tmp_path):
     for job, result in jobs.items():
         assert result["status"] == "interrupted", (job, result)
         assert Path(result["checkpoint"]).is_file()
+
+
+def test_ctrl_c_with_an_idle_worker_stops_the_sweep_without_breaking_the_pool(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group) after the first of two joblib jobs has finished: its
+    worker sits idle in loky's queue and ignores the signal (it used to die of a KeyboardInterrupt there,
+    so that the sweep ended in BrokenProcessPool and exit 1); the other job stops with a checkpoint and
+    the sweep exits 130 with its continue line."""
+    slow = [a for a in SLOW if not a.startswith("trainer.max_epochs=")]
+
+    def ctrl_c(proc: subprocess.Popen) -> None:
+        time.sleep(1.0)  # the first job's worker back in loky's queue
+        os.killpg(proc.pid, signal.SIGINT)
+
+    proc, sweep_dir, out, err = _signal_a_sweep(
+        tmp_path,
+        ["hydra/launcher=joblib", "trainer.max_epochs=1,20", *slow],
+        lambda sweep_dir: (sweep_dir / "0" / "summary.json").is_file() and _training(sweep_dir, "1"),
+        "the first job to finish while the second trains",
+        ctrl_c,
+    )
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "BrokenProcessPool" not in err, err[-3000:]
+    jobs = summaries(sweep_dir)
+    assert jobs["0"]["status"] == "completed"
+    assert jobs["1"]["status"] == "interrupted" and Path(jobs["1"]["checkpoint"]).is_file()
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("vae-lab train: sweep stopped by SIGINT (1 completed, 1 interrupted); "), last

@@ -93,3 +93,22 @@ def test_a_job_watch_lets_sigint_through_where_the_launcher_blocked_it():
         assert signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set())
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def test_a_job_watch_leaves_sigint_ignored_between_jobs_in_a_worker(monkeypatch):
+    """In a sweep's worker SIGINT stays ignored after a job (Ctrl-C reaches the whole process group, and
+    an idle loky worker would die of it); SIGTERM gets its handler back; outside a worker both do."""
+    before = {signum: signal.getsignal(signum) for signum in sweep_stop.SIGNALS}
+    try:
+        with sweep_stop.JobWatch():
+            pass
+        assert {signum: signal.getsignal(signum) for signum in sweep_stop.SIGNALS} == before
+        monkeypatch.setenv(sweep_stop.PID_ENV, str(os.getppid()))  # a live main process, not this one
+        assert sweep_stop.in_worker()
+        with sweep_stop.JobWatch():
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == before[signal.SIGTERM]
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)

@@ -192,7 +192,8 @@ class JobWatch:
 
     While it is active, SIGINT and SIGTERM that land outside the job's own handlers (just before or
     after training) are ignored rather than killing the worker, which the launcher would report as a
-    crash."""
+    crash; SIGINT (Ctrl-C, sent to the whole process group) stays ignored after it, while the worker waits
+    for its next job."""
 
     POLL_S = 0.5
 
@@ -221,7 +222,10 @@ class JobWatch:
         if self._thread is not None:
             self._thread.join()
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            # SIGINT stays ignored in a worker between jobs: Ctrl-C reaches the whole process group, and
+            # a loky worker idle in its queue's get would die of the KeyboardInterrupt, breaking the pool
+            # (BrokenProcessPool, the sweep's exit 1) while the main process winds the sweep down
+            signal.signal(signum, signal.SIG_IGN if signum == signal.SIGINT and in_worker() else handler)
         self._previous = {}
         if self._mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
