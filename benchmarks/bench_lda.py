@@ -10,8 +10,8 @@ Prints, per torch thread count, against the goals of issue 12:
     order; the median of the rounds' ratios with a distribution-free interval (goal <= 1.10);
   * the implied duration of the paper's 180,000 steps under Lightning (goal <= 10 min).
 ``--details`` adds the plain step of RSVI B=1 and B=10 and of a dense first layer, one validation pass
-(1,000 documents) and the decoder's two forms (matmul vs log-sum-exp). Figures are the minimum over
-``--repeats`` alternating blocks: on a shared machine the minimum is the least disturbed.
+(1,000 documents) and the decoder's two forms (matmul vs log-sum-exp), each the minimum over ``--repeats``
+alternating blocks.
 """
 
 from __future__ import annotations
