@@ -1,7 +1,7 @@
 """A sweep's terminal output (one line per finished job) and stopping a sweep whose jobs run in other
 processes (vae_lab/runs/sweep_stop.py): SIGTERM to the main process, or its sudden death, stops every job
-with a checkpoint, leaves no process behind, and the sweep resumes; Ctrl-C to the whole process group
-with a worker idle between jobs stops it the same way."""
+with a checkpoint, leaves no process behind, and the sweep resumes; Ctrl-C or SIGTERM to the whole
+process group with a worker idle between jobs stops it the same way."""
 
 from __future__ import annotations
 
@@ -192,28 +192,32 @@ def test_jobs_stop_cleanly_when_the_main_process_dies(tmp_path):
         assert Path(result["checkpoint"]).is_file()
 
 
-def test_ctrl_c_with_an_idle_worker_stops_the_sweep_without_breaking_the_pool(tmp_path):
-    """Ctrl-C (SIGINT to the whole process group) after the first of two joblib jobs has finished: its
-    worker sits idle in loky's queue and ignores the signal (it used to die of a KeyboardInterrupt there,
-    so that the sweep ended in BrokenProcessPool and exit 1); the other job stops with a checkpoint and
-    the sweep exits 130 with its continue line."""
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_the_process_group_with_an_idle_worker_stops_the_sweep_without_breaking_the_pool(
+    tmp_path, signum, code
+):
+    """Ctrl-C (SIGINT to the whole process group), or SIGTERM to all of it as a batch system's cancel
+    sends it, after the first of two joblib jobs has finished: its worker sits idle in loky's queue (with
+    SIGINT it used to die of a KeyboardInterrupt there, so that the sweep ended in BrokenProcessPool and
+    exit 1); the other job stops with a checkpoint and the sweep exits 130 or 143 with its continue line."""
     slow = [a for a in SLOW if not a.startswith("trainer.max_epochs=")]
 
-    def ctrl_c(proc: subprocess.Popen) -> None:
+    def send(proc: subprocess.Popen) -> None:
         time.sleep(1.0)  # the first job's worker back in loky's queue
-        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, signum)
 
     proc, sweep_dir, out, err = _signal_a_sweep(
         tmp_path,
         ["hydra/launcher=joblib", "trainer.max_epochs=1,20", *slow],
         lambda sweep_dir: (sweep_dir / "0" / "summary.json").is_file() and _training(sweep_dir, "1"),
         "the first job to finish while the second trains",
-        ctrl_c,
+        send,
     )
-    assert proc.returncode == 130, err[-3000:]
+    assert proc.returncode == code, err[-3000:]
     assert "Traceback" not in err and "BrokenProcessPool" not in err, err[-3000:]
     jobs = summaries(sweep_dir)
     assert jobs["0"]["status"] == "completed"
     assert jobs["1"]["status"] == "interrupted" and Path(jobs["1"]["checkpoint"]).is_file()
     last = err.strip().splitlines()[-1]
-    assert last.startswith("vae-lab train: sweep stopped by SIGINT (1 completed, 1 interrupted); "), last
+    name = signal.Signals(signum).name
+    assert last.startswith(f"vae-lab train: sweep stopped by {name} (1 completed, 1 interrupted); "), last

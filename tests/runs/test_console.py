@@ -97,7 +97,8 @@ def test_a_job_watch_lets_sigint_through_where_the_launcher_blocked_it():
 
 def test_a_job_watch_leaves_sigint_ignored_between_jobs_in_a_worker(monkeypatch):
     """In a sweep's worker SIGINT stays ignored after a job (Ctrl-C reaches the whole process group, and
-    an idle loky worker would die of it); SIGTERM gets its handler back; outside a worker both do."""
+    an idle loky worker would die of it); SIGTERM gets its handler back (Ray's workers need it) except in
+    a loky worker, where it stays ignored too; outside a worker both get theirs back."""
     before = {signum: signal.getsignal(signum) for signum in sweep_stop.SIGNALS}
     try:
         with sweep_stop.JobWatch():
@@ -109,6 +110,12 @@ def test_a_job_watch_leaves_sigint_ignored_between_jobs_in_a_worker(monkeypatch)
             assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
         assert signal.getsignal(signal.SIGTERM) == before[signal.SIGTERM]
+        assert not sweep_stop._loky_worker()  # this test's process is no loky worker
+        monkeypatch.setattr(sweep_stop, "_loky_worker", lambda: True)
+        with sweep_stop.JobWatch():
+            pass
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import socket
@@ -193,7 +194,7 @@ class JobWatch:
     While it is active, SIGINT and SIGTERM that land outside the job's own handlers (just before or
     after training) are ignored rather than killing the worker, which the launcher would report as a
     crash; SIGINT (Ctrl-C, sent to the whole process group) stays ignored after it, while the worker waits
-    for its next job."""
+    for its next job, and in a joblib (loky) worker SIGTERM too."""
 
     POLL_S = 0.5
 
@@ -224,8 +225,12 @@ class JobWatch:
         for signum, handler in self._previous.items():
             # SIGINT stays ignored in a worker between jobs: Ctrl-C reaches the whole process group, and
             # a loky worker idle in its queue's get would die of the KeyboardInterrupt, breaking the pool
-            # (BrokenProcessPool, the sweep's exit 1) while the main process winds the sweep down
-            signal.signal(signum, signal.SIG_IGN if signum == signal.SIGINT and in_worker() else handler)
+            # (BrokenProcessPool, the sweep's exit 1) while the main process winds the sweep down. So does
+            # SIGTERM in a loky worker, which a batch system's cancel sends to every process of the job
+            # (TerminatedWorkerError); loky ends its own workers with SIGKILL. Ray's keep their handler:
+            # Ray shuts its workers down with SIGTERM.
+            keep = in_worker() and (signum == signal.SIGINT or (signum == signal.SIGTERM and _loky_worker()))
+            signal.signal(signum, signal.SIG_IGN if keep else handler)
         self._previous = {}
         if self._mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
@@ -245,6 +250,11 @@ class JobWatch:
             if signum is not None:
                 os.kill(os.getpid(), signum)
                 return
+
+
+def _loky_worker() -> bool:
+    """Whether this process is a worker of loky, joblib's process pool (the joblib launcher's)."""
+    return type(multiprocessing.current_process()).__name__ == "LokyProcess"
 
 
 def _alive(pid: int | None, parent: int) -> bool:
