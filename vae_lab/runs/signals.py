@@ -22,6 +22,15 @@ from typing import Any
 log = logging.getLogger("vae_lab.runs")
 
 
+def log_from_handler(logger: logging.Logger, level: int, msg: str, *args: object) -> None:
+    """Log from a signal handler. Python runs a handler in the main thread between two bytecodes, which can
+    be inside a logging call of that thread (a stream's ``flush``): logging again there re-enters the
+    handler's stream ("RuntimeError: reentrant call" and a "--- Logging error ---" traceback on stderr).
+    Another thread instead waits for the logging handler's lock, which the main thread releases as soon
+    as the signal handler returns."""
+    threading.Thread(target=logger.log, args=(level, msg, *args), name="signal-log").start()
+
+
 @dataclass(eq=False)  # compared and hashed by identity, as exceptions are
 class Interrupted(Exception):
     """A job stopped by SIGINT or SIGTERM, with what a resumed run will start from.
@@ -95,13 +104,13 @@ class StopSignals:
             return
         name = signal.Signals(signum).name
         if self.received is not None:
-            log.info("received %s while stopping; ignored", name)
+            log_from_handler(log, logging.INFO, "received %s while stopping; ignored", name)
             return
         self.received = signum
         trainer_handler = signal.getsignal(signal.SIGTERM)
         if trainer_handler is self._handler or not callable(trainer_handler):
             raise KeyboardInterrupt  # no Trainer running: stop now
-        log.info("received %s: stopping after the current step", name)
+        log_from_handler(log, logging.INFO, "received %s: stopping after the current step", name)
         if signum != signal.SIGTERM:
             self._forwarding = True
             try:

@@ -40,6 +40,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from vae_lab.runs.signals import log_from_handler
+
 log = logging.getLogger("vae_lab.runs")
 
 PID_ENV = "VAE_LAB_SWEEP_PID"
@@ -179,9 +181,13 @@ class SweepStop:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if stop_requested() is not None:
-            log.info("received %s while stopping; ignored", signal.Signals(signum).name)
+            log_from_handler(
+                log, logging.INFO, "received %s while stopping; ignored", signal.Signals(signum).name
+            )
             return
-        log.debug("received %s: stopping every job of the sweep", signal.Signals(signum).name)
+        log_from_handler(
+            log, logging.DEBUG, "received %s: stopping every job of the sweep", signal.Signals(signum).name
+        )
         request_stop(signum)
         if self.stop_at_once:  # jobs on other machines: their launcher ends them
             raise KeyboardInterrupt
