@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 
 from vae_lab.config import CONF_DIR
 from vae_lab.errors import ConfigError
+from vae_lab.preflight import hydra_revalidation_skipped
 from vae_lab.preflight import override_values as _override_values
 from vae_lab.preflight import preflight as _preflight
 from vae_lab.runs.command import ContinueCommand, resolve_resume
@@ -162,7 +163,9 @@ def _run_train(args: list[str]) -> int:
     task = TrainTask(ContinueCommand(tuple(args), tuple(overrides), multirun))
     try:
         if multirun:
-            return _run_sweep(task, ["vae-lab train", *hydra_args])
+            checked = not _INFO_FLAGS.intersection(flags)  # every job's config passed the preflight
+            with hydra_revalidation_skipped() if checked else contextlib.nullcontext():
+                return _run_sweep(task, ["vae-lab train", *hydra_args])
         # a sweep with failed jobs ends with SystemExit(1) from vae_lab.runs.sweep.SweepStatus
         return _invoke_hydra(task, ["vae-lab train", *hydra_args])
     except KeyboardInterrupt:  # Ctrl-C before a job had its own handlers (torch still importing)
