@@ -54,3 +54,80 @@ def test_a_bad_setting_is_a_config_error_naming_the_key(tmp_path):
     with pytest.raises(ConfigError) as info:
         InterruptCheckpoint(tmp_path, filename="")
     assert info.value.key == "filename"
+
+
+def test_newest_state_files_of_model_checkpoints(tmp_path):
+    from vae_lab.runs.checkpoints import newest_state_file
+
+    assert newest_state_file(ModelCheckpoint(dirpath=tmp_path, filename="best", save_last=True)) == (
+        tmp_path / "last.ckpt"
+    )
+    assert newest_state_file(ModelCheckpoint(dirpath=tmp_path, filename="last", monitor=None)) == (
+        tmp_path / "last.ckpt"
+    )
+    assert newest_state_file(ModelCheckpoint(dirpath=tmp_path, filename="best", monitor="val/elbo")) is None
+    assert newest_state_file(ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", monitor=None)) is None
+    assert newest_state_file(ModelCheckpoint(dirpath=tmp_path, monitor=None, save_top_k=-1)) is None
+
+
+def _configured_checkpoints(dirpath):
+    """The run's two checkpoint callbacks as `vae-lab train` composes them, writing to ``dirpath``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from vae_lab.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.output_dir={dirpath}"])
+    names = list(cfg.callbacks)
+    assert names.index("model_checkpoint") < names.index("last_checkpoint")  # best: checkpoint_callback
+    return [instantiate(cfg.callbacks[name]) for name in ("model_checkpoint", "last_checkpoint")]
+
+
+@pytest.mark.parametrize("scores", [[1.0, 3.0, 2.0, 0.5], [4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
+def test_last_ckpt_holds_every_epoch_and_best_ckpt_the_best(tmp_path, monkeypatch, scores):
+    """Under the installed Lightning: last.ckpt is written after every validation, also when val/elbo did
+    not improve (Lightning 2.6's save_last writes it only with a new best), and best.ckpt at each new best;
+    a checkpoint is written once per epoch, twice only when the best improved."""
+    import warnings
+
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.demos.boring_classes import BoringModel
+
+    class Model(BoringModel):
+        def validation_step(self, batch, batch_idx):
+            self.log("val/elbo", scores[self.current_epoch])
+            return super().validation_step(batch, batch_idx)
+
+    callbacks = _configured_checkpoints(tmp_path)
+    saves: list[str] = []
+    real_save = pl.Trainer.save_checkpoint
+
+    def counting(self, filepath, *args, **kwargs):
+        saves.append(os.path.basename(filepath))
+        return real_save(self, filepath, *args, **kwargs)
+
+    trainer = pl.Trainer(
+        max_epochs=len(scores),
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+    )
+    monkeypatch.setattr(pl.Trainer, "save_checkpoint", counting)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the boring model's small dataloaders
+        trainer.fit(Model())
+    best_epoch = max(range(len(scores)), key=scores.__getitem__)
+    checkpoints = tmp_path / "checkpoints"
+    last = torch.load(checkpoints / "last.ckpt", weights_only=False)
+    best = torch.load(checkpoints / "best.ckpt", weights_only=False)
+    assert (last["epoch"], best["epoch"]) == (len(scores) - 1, best_epoch)
+    assert trainer.checkpoint_callback is callbacks[0]
+    improved = sum(s > max(scores[:i], default=-float("inf")) for i, s in enumerate(scores))
+    assert saves.count("last.ckpt") == len(scores) and saves.count("best.ckpt") == improved
+    assert checkpoint_to_resume(callbacks) == checkpoints / "last.ckpt"

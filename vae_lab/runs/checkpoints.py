@@ -62,17 +62,30 @@ class InterruptCheckpoint(Callback):
             trainer.strategy.remove_checkpoint(self.ckpt_path)
 
 
+def newest_state_file(callback: ModelCheckpoint) -> Path | None:
+    """The file in which ``callback`` keeps the newest state it saved, or None: ``last.ckpt`` where it
+    saves one (``save_last``), and its one file where it has no monitor and keeps one checkpoint under a
+    fixed name (``conf/callbacks/last_checkpoint.yaml``)."""
+    if not callback.dirpath:
+        return None
+    if callback.save_last:
+        return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+    name = callback.filename
+    if callback.monitor is None and callback.save_top_k == 1 and name and "{" not in name:
+        return Path(callback.dirpath) / f"{name}{callback.FILE_EXTENSION}"
+    return None
+
+
 def checkpoint_to_resume(callbacks: Iterable[Any]) -> Path | None:
-    """The newest of the run's resumable checkpoints: the interrupt (on-exception) checkpoint, and
-    ``last.ckpt`` of each ModelCheckpoint that saves one (the choice Lightning's ``ckpt_path="last"``
-    makes; naming the file lets the run report it and trim its logs to it)."""
+    """The newest of the run's resumable checkpoints: the interrupt (on-exception) checkpoint, and the
+    newest state of each ModelCheckpoint that keeps one (:func:`newest_state_file`; naming the file lets
+    the run report it and trim its logs to it)."""
     candidates = []
     for callback in callbacks:
         if isinstance(callback, (InterruptCheckpoint, OnExceptionCheckpoint)):
             candidates.append(Path(callback.ckpt_path))
-        elif isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
-            last = f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
-            candidates.append(Path(callback.dirpath) / last)
+        elif isinstance(callback, ModelCheckpoint) and (path := newest_state_file(callback)) is not None:
+            candidates.append(path)
     existing = [path for path in candidates if path.is_file()]
     return max(existing, key=mtime) if existing else None
 
