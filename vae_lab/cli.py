@@ -139,8 +139,9 @@ def _run_train(args: list[str]) -> int:
     flags, overrides = _split_flags(args)
     multirun = "-m" in flags or "--multirun" in flags
     hydra_args = [*flags, *overrides]  # flags first: argparse takes the overrides as one run of positionals
+    joblib: list[dict[str, Any]] = []  # a sweep's joblib settings, to start its workers early
     if not _INFO_FLAGS.intersection(flags):
-        error = _preflight(overrides)
+        error = _preflight(overrides, first=lambda cfg: _joblib_settings(cfg, joblib) if multirun else None)
         if error:
             print(f"vae-lab train: error: {error}", file=sys.stderr)
             return 2
@@ -165,7 +166,7 @@ def _run_train(args: list[str]) -> int:
         if multirun:
             checked = not _INFO_FLAGS.intersection(flags)  # every job's config passed the preflight
             with hydra_revalidation_skipped() if checked else contextlib.nullcontext():
-                return _run_sweep(task, ["vae-lab train", *hydra_args])
+                return _run_sweep(task, ["vae-lab train", *hydra_args], joblib[0] if joblib else None)
         # a sweep with failed jobs ends with SystemExit(1) from vae_lab.runs.sweep.SweepStatus
         return _invoke_hydra(task, ["vae-lab train", *hydra_args])
     except KeyboardInterrupt:  # Ctrl-C before a job had its own handlers (torch still importing)
@@ -173,13 +174,26 @@ def _run_train(args: list[str]) -> int:
         return 128 + signal.SIGINT
 
 
-def _run_sweep(task: TrainTask, argv: list[str]) -> int:
+def _joblib_settings(cfg: DictConfig, found: list[dict[str, Any]]) -> None:
+    from vae_lab.launchers import joblib_launcher
+
+    if (settings := joblib_launcher(cfg)) is not None:
+        found.append(settings)
+
+
+def _run_sweep(task: TrainTask, argv: list[str], joblib: dict[str, Any] | None = None) -> int:
     """A sweep that SIGINT or SIGTERM stops as a whole, also with jobs in other processes
     (:mod:`vae_lab.runs.sweep_stop`): the main process waits for every job to stop with a checkpoint,
-    then prints one line with the command that continues the sweep."""
+    then prints one line with the command that continues the sweep. ``joblib``: the settings of its
+    joblib launcher, whose workers start importing before Hydra starts (a second earlier than Hydra's
+    multirun callback would start them)."""
     from vae_lab.runs import sweep_stop
 
     with sweep_stop.SweepStop() as stop:
+        if joblib is not None:  # inside SweepStop: the workers inherit its environment
+            from vae_lab.launchers import warm_joblib_workers
+
+            warm_joblib_workers(joblib, before_hydra=True)
         code = _invoke_hydra(task, argv)
         signum, sweep_dir = stop.received, sweep_stop.stopped_sweep_dir()
     if signum is None or sweep_dir is None:  # no stop, or jobs in this process, which reported it

@@ -97,20 +97,47 @@ def _only_this_machine(ray: Any) -> bool:
 class JoblibWarmStart(Callback):
     """Hydra callback: with ``hydra/launcher=joblib``, start joblib's workers when the sweep starts and
     have each import what a job imports (torch, Lightning: seconds), while the main process still
-    composes and checks the jobs' configs; the launcher then finds them running (joblib reuses workers
-    started with the same arguments) and its jobs start at once. Does nothing with other launchers."""
+    composes the sweep's config; the launcher then finds them running (joblib reuses workers started
+    with the same arguments) and its jobs start at once. Does nothing with other launchers, nor where
+    `vae-lab train -m` has started them already (:func:`warm_joblib_workers`, a second earlier)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.launcher.get("_target_") != JOBLIB_LAUNCHER:
+        global _warm_started
+        if _warm_started:  # by the CLI for this sweep
+            _warm_started = False
             return
-        from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+        if (settings := joblib_launcher(config)) is not None:
+            warm_joblib_workers(settings)
 
-        joblib_cfg = OmegaConf.to_container(config.hydra.launcher, resolve=True)
-        assert isinstance(joblib_cfg, dict)
-        joblib_cfg.pop("_target_", None)
-        joblib_cfg["backend"] = "loky"  # as the launcher's own launch() sets them
-        process_joblib_cfg(joblib_cfg)
-        threading.Thread(target=_warm_workers, args=(joblib_cfg,), daemon=True).start()
+
+#: set where the CLI has started the workers of the sweep that Hydra is about to run
+_warm_started = False
+
+
+def joblib_launcher(config: DictConfig) -> dict[str, Any] | None:
+    """The settings of the joblib launcher in a composed config (with ``hydra``), or None for another."""
+    launcher = config.hydra.launcher
+    if launcher.get("_target_") != JOBLIB_LAUNCHER:
+        return None
+    settings = OmegaConf.to_container(launcher, resolve=True)
+    assert isinstance(settings, dict)
+    return settings
+
+
+def warm_joblib_workers(settings: dict[str, Any], before_hydra: bool = False) -> None:
+    """Start the joblib workers of a sweep with these launcher ``settings`` (:func:`joblib_launcher`) in a
+    thread, each importing what a job imports. ``before_hydra``: called by the CLI before Hydra starts
+    (after the preflight, inside the sweep's :class:`~vae_lab.runs.sweep_stop.SweepStop`, whose
+    environment the workers must inherit), so :class:`JoblibWarmStart` does not start them again."""
+    global _warm_started
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+
+    joblib_cfg = dict(settings)
+    joblib_cfg.pop("_target_", None)
+    joblib_cfg["backend"] = "loky"  # as the launcher's own launch() sets them
+    process_joblib_cfg(joblib_cfg)
+    _warm_started = before_hydra
+    threading.Thread(target=_warm_workers, args=(joblib_cfg,), daemon=True).start()
 
 
 def _warm_workers(joblib_cfg: dict[str, Any]) -> None:

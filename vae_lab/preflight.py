@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
@@ -163,9 +163,11 @@ def configs(overrides: list[str], config_name: str = "train") -> Iterator[tuple[
                 yield chosen + list(values), cfg
 
 
-def preflight(overrides: list[str], config_name: str = "train") -> str | None:
+def preflight(
+    overrides: list[str], config_name: str = "train", first: Callable[[DictConfig], None] | None = None
+) -> str | None:
     """Compose every combination of the (sweep) overrides (:func:`configs`) and check its settings; return
-    a one-line error or None."""
+    a one-line error or None. ``first`` is called with the first composed config (with ``hydra``)."""
     if config_name in ("train", "eval"):
         for text in overrides:
             if error := moved_key(text):
@@ -177,7 +179,9 @@ def preflight(overrides: list[str], config_name: str = "train") -> str | None:
     if error := _unknown_option(parsed):
         return error
     try:
-        for _, cfg in configs(overrides, config_name):
+        for i, (_, cfg) in enumerate(configs(overrides, config_name)):
+            if i == 0 and first is not None:
+                first(cfg)
             if config_name == "train" and (error := check_settings(cfg)):
                 return error
     except (HydraException, OmegaConfBaseException, ValueError) as err:
