@@ -59,6 +59,7 @@ def test_instantiating_the_model_config_builds_the_whole_vae(overrides):
 #: what `callbacks=default` composes, in this order (the order the trainer calls them)
 DEFAULT_CALLBACKS = [
     "model_checkpoint",
+    "last_checkpoint",
     "progress_bar",
     "interrupt_checkpoint",
     "resume_state",
