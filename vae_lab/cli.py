@@ -139,9 +139,10 @@ def _run_train(args: list[str]) -> int:
     flags, overrides = _split_flags(args)
     multirun = "-m" in flags or "--multirun" in flags
     hydra_args = [*flags, *overrides]  # flags first: argparse takes the overrides as one run of positionals
+    checked = not _INFO_FLAGS.intersection(flags)  # every job's config passes the preflight first
     joblib: list[dict[str, Any]] = []  # a sweep's joblib settings, to start its workers early
-    if not _INFO_FLAGS.intersection(flags):
-        error = _preflight(overrides, first=lambda cfg: _joblib_settings(cfg, joblib) if multirun else None)
+    if checked:
+        error = _preflight(overrides, first=(lambda cfg: _joblib_settings(cfg, joblib)) if multirun else None)
         if error:
             print(f"vae-lab train: error: {error}", file=sys.stderr)
             return 2
@@ -164,7 +165,6 @@ def _run_train(args: list[str]) -> int:
     task = TrainTask(ContinueCommand(tuple(args), tuple(overrides), multirun))
     try:
         if multirun:
-            checked = not _INFO_FLAGS.intersection(flags)  # every job's config passed the preflight
             with hydra_revalidation_skipped() if checked else contextlib.nullcontext():
                 return _run_sweep(task, ["vae-lab train", *hydra_args], joblib[0] if joblib else None)
         # a sweep with failed jobs ends with SystemExit(1) from vae_lab.runs.sweep.SweepStatus
