@@ -152,10 +152,47 @@ def test_failed_build_falls_back_to_eager(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger=kernels.__name__):
         first = vmc.von_mises_dz_dconcentration(x, k)
         second = vmc.von_mises_dz_dconcentration(x, k)
-    assert calls == [1] and not kernels.enabled()
+    assert calls == [1, 1] and not kernels.enabled()  # with OpenMP, then without
     assert [r.levelno for r in caplog.records] == [logging.WARNING] and "g++" in caplog.records[0].message
     monkeypatch.setenv(kernels.ENV_FLAG, "0")
     assert torch.equal(first, vmc.von_mises_dz_dconcentration(x, k)) and torch.equal(second, first)
+
+
+def test_build_without_openmp_is_the_fallback(monkeypatch, caplog):
+    """A compiler without OpenMP gets the serial build, with one warning that the kernels run on one
+    thread; the kernels stay on."""
+    built = object()
+
+    def build(name, cflags, ldflags):
+        if "-fopenmp" in cflags:
+            raise RuntimeError("c++: error: unsupported option '-fopenmp'")
+        return built
+
+    monkeypatch.setattr(kernels, "_build", build)
+    monkeypatch.setattr(kernels, "_module", None)
+    monkeypatch.setattr(kernels, "_failed", False)
+    monkeypatch.delenv(kernels.ENV_FLAG, raising=False)
+    with caplog.at_level(logging.WARNING, logger=kernels.__name__):
+        assert kernels.load() is built and kernels.load() is built
+    assert kernels.enabled()
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "without OpenMP" in caplog.records[0].message and "-fopenmp" in caplog.records[0].message
+
+
+def test_kernels_split_over_torchs_threads(fused):
+    """The kernels' at::parallel_for uses torch's intra-op threads (the extension is built with OpenMP and
+    shares torch's runtime): 2 threads for a large input at torch.set_num_threads(2), 1 at 1, and 1 below
+    the grain."""
+    module = kernels.load()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two, small = module.threads_used(1 << 16, 2048), module.threads_used(2000, 2048)
+        torch.set_num_threads(1)
+        one = module.threads_used(1 << 16, 2048)
+    finally:
+        torch.set_num_threads(threads)
+    assert (two, small, one) == (2, 1, 1)
 
 
 def test_import_compiles_nothing():

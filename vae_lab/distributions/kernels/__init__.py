@@ -5,10 +5,12 @@ distribution in one pass per element (``von_mises_grad.cpp``), and :func:`best_f
 Best-Fisher samples (``best_fisher.cpp``), all arithmetic in double; both sources ship beside this module
 and build into one extension. It is built once per machine and cached by torch
 (``$TORCH_EXTENSIONS_DIR``, else ``~/.cache/torch_extensions``; concurrent builds, e.g. from pytest-xdist
-workers, wait on torch's lock). Nothing is compiled or imported from ``torch.utils.cpp_extension`` until
-the first call. If the build fails (no compiler) one warning is logged and both functions return ``None``
-for the rest of the process, so that the callers fall back to their eager code. ``VAE_LAB_FUSED=0`` in
-the environment (read at every call) turns the kernels off.
+workers, wait on torch's lock). Built with OpenMP, both split large inputs over torch's intra-op threads
+(``torch.set_num_threads``); the results do not depend on the thread count. Nothing is compiled or imported
+from ``torch.utils.cpp_extension`` until the first call. Where the compiler lacks OpenMP, the build without
+it runs on one thread (one warning). If no build succeeds (no compiler) one warning is logged and both
+functions return ``None`` for the rest of the process, so that the callers fall back to their eager code.
+``VAE_LAB_FUSED=0`` in the environment (read at every call) turns the kernels off.
 """
 
 from __future__ import annotations
@@ -30,7 +32,16 @@ ENV_FLAG = "VAE_LAB_FUSED"
 # joined in this order into one translation unit: best_fisher.cpp uses von_mises_grad.cpp's vector helpers
 _SOURCES = [Path(__file__).resolve().parent / name for name in ("von_mises_grad.cpp", "best_fisher.cpp")]
 _NAME = "vae_lab_von_mises"
-_FLAGS = ["-O3", "-fno-math-errno"]
+_FUNCTIONS = ["dz_dconcentration", "best_fisher", "philox4x32", "threads_used"]
+# Builds tried in order, (name, compiler flags, linker flags). With OpenMP first: at::parallel_for is an
+# inline template that splits the work over torch's intra-op threads only where the extension itself is
+# compiled with OpenMP (ATen/ParallelOpenMP.h); the extension then links to the libgomp.so.1 that torch has
+# already loaded, so torch.set_num_threads governs it. Without OpenMP (a compiler that lacks it, e.g.
+# Apple's clang) the kernels run on the calling thread.
+_BUILDS = (
+    (_NAME, ["-O3", "-fno-math-errno", "-fopenmp"], ["-fopenmp"]),
+    (f"{_NAME}_serial", ["-O3", "-fno-math-errno"], []),
+)
 
 _log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -50,33 +61,53 @@ def load() -> ModuleType | None:
         return _module
     with _lock:
         if _module is None and not _failed:
-            try:
-                from torch.utils.cpp_extension import _get_build_directory, load_inline
-
-                if not (Path(_get_build_directory(_NAME, False)) / f"{_NAME}.so").exists():
-                    # a pause of about a minute on a new machine: say why (the console shows no INFO)
-                    print(
-                        "vae-lab: building the fused von Mises kernels (once per machine, about a "
-                        "minute; VAE_LAB_FUSED=0 skips it)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                _module = load_inline(
-                    name=_NAME,
-                    cpp_sources=[source.read_text() for source in _SOURCES],
-                    functions=["dz_dconcentration", "best_fisher", "philox4x32"],
-                    extra_cflags=_FLAGS,
-                    verbose=False,
-                )
-            except Exception as exc:  # no compiler, no headers, a read-only cache: the eager code runs
+            errors: list[Exception] = []
+            for name, cflags, ldflags in _BUILDS:
+                try:
+                    _module = _build(name, cflags, ldflags)
+                    break
+                except Exception as exc:  # no compiler, no OpenMP, no headers, a read-only cache
+                    errors.append(exc)
+            if _module is None:  # the eager code runs
                 _failed = True
-                first = str(exc).strip().splitlines()
                 _log.warning(
-                    "vae_lab: the fused von Mises kernels could not be built (%s: %s); using the eager code",
-                    type(exc).__name__,
-                    first[0] if first else "",
+                    "vae_lab: the fused von Mises kernels could not be built (%s); using the eager code",
+                    _first_line(errors[0]),
+                )
+            elif errors:
+                _log.warning(
+                    "vae_lab: the fused von Mises kernels were built without OpenMP (%s); they run on one "
+                    "thread",
+                    _first_line(errors[0]),
                 )
     return _module
+
+
+def _build(name: str, cflags: list[str], ldflags: list[str]) -> ModuleType:
+    """Compile (or load from torch's cache) the extension under ``name`` with these flags."""
+    from torch.utils.cpp_extension import _get_build_directory, load_inline
+
+    if not (Path(_get_build_directory(name, False)) / f"{name}.so").exists():
+        # a pause of about a minute on a new machine: say why (the console shows no INFO)
+        print(
+            "vae-lab: building the fused von Mises kernels (once per machine, about a minute; "
+            "VAE_LAB_FUSED=0 skips it)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return load_inline(
+        name=name,
+        cpp_sources=[source.read_text() for source in _SOURCES],
+        functions=_FUNCTIONS,
+        extra_cflags=cflags,
+        extra_ldflags=ldflags,
+        verbose=False,
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def _applies(*tensors: Tensor) -> ModuleType | None:

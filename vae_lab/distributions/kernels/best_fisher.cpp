@@ -19,6 +19,8 @@
 
 #include <immintrin.h>
 
+#include <atomic>
+
 namespace {
 
 typedef unsigned long long vu __attribute__((vector_size(8 * kVec)));
@@ -283,4 +285,15 @@ torch::Tensor philox4x32(torch::Tensor counters, int64_t key0, int64_t key1, boo
     for (int j = 0; j < 4; ++j) op[4 * r + j] = static_cast<int64_t>(words[j]);
   }
   return out;
+}
+
+// How many threads at::parallel_for splits n elements among at this grain (torch's intra-op threads): 1
+// in a build without OpenMP, where every call runs on the calling thread. For the test that the kernels
+// above run in parallel.
+int64_t threads_used(int64_t n, int64_t grain) {
+  std::atomic<uint64_t> seen{0};
+  at::parallel_for(0, n, grain, [&](int64_t, int64_t) {
+    seen.fetch_or(uint64_t{1} << std::min<int64_t>(at::get_thread_num(), 63));
+  });
+  return __builtin_popcountll(seen.load());
 }
