@@ -28,7 +28,15 @@ def trained_run(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("train")
     proc = run_cli(["train"], cwd)  # the default job: Gaussian VAE on digits, 20 epochs
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (cwd / "stderr.txt").write_text(proc.stderr)
     return only_run_dir(cwd)
+
+
+def test_the_default_job_prints_no_warning(trained_run: Path):
+    """What the terminal shows besides the progress bars and the closing line: nothing (Lightning warned
+    about `.test(ckpt_path="best")` with two ModelCheckpoints, best.ckpt's and last.ckpt's)."""
+    stderr = (trained_run.parents[2] / "stderr.txt").read_text()
+    assert stderr.strip() == "", stderr[-2000:]  # the progress bars and the closing line go to stdout
 
 
 def test_train_writes_the_documented_outputs(trained_run: Path):

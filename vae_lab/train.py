@@ -118,7 +118,9 @@ def train(cfg: DictConfig) -> float:
             metrics = _scalars(trainer.callback_metrics)
             best = _best_score(trainer, metrics)
             if cfg.test:  # seeded like `vae-lab eval` of the best checkpoint, which gives the same numbers
-                best_ckpt = "best" if _has_best(trainer) else None
+                # the best checkpoint's path, not Lightning's "best": that warns with two ModelCheckpoints
+                # (best.ckpt's and last.ckpt's), though it means the same file
+                best_ckpt = _best_path(trainer)
                 metrics.update(score(trainer, model, datamodule, "test", cfg.seed, ckpt_path=best_ckpt))
             summary.complete(
                 metrics=metrics,
