@@ -100,3 +100,72 @@ def test_hydras_second_validation_is_skipped_only_inside_the_context(monkeypatch
     sweeper.validate_batch_is_legal(batch)
     assert composed == batch
     assert "validate_batch_is_legal" not in vars(BasicSweeper)
+
+
+def _count_composes(monkeypatch) -> list[int]:
+    from hydra._internal.hydra import Hydra
+
+    calls: list[int] = []
+    original = Hydra.compose_config
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Hydra, "compose_config", counted)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "config_name, overrides",
+    [
+        ("train", []),
+        ("train", ["posterior=vonmises", "seed=0,1"]),
+        ("train", ["hydra.mode=MULTIRUN", "seed=0,1"]),
+        ("variance", []),
+    ],
+)
+def test_hydra_mode_known_is_what_get_mode_composes(monkeypatch, config_name, overrides):
+    """Inside the context Hydra's get_mode returns the preflight's hydra.mode without composing; that is the
+    value Hydra's own get_mode composes for it; after the context get_mode is Hydra's again."""
+    from hydra._internal.hydra import Hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    modes: list = []
+    assert pf.preflight(overrides, config_name, first=lambda cfg: modes.append(cfg.hydra.mode)) is None
+    composes = _count_composes(monkeypatch)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        hydra = GlobalHydra.instance().hydra
+        real = hydra.get_mode(config_name, overrides)
+        assert len(composes) == 1  # Hydra's own get_mode composes the config
+        with pf.hydra_mode_known(modes[0]):
+            assert hydra.get_mode(config_name, overrides) == real
+        assert len(composes) == 1  # inside the context: nothing composed
+        assert hydra.get_mode(config_name, overrides) == real and len(composes) == 2
+    assert Hydra.get_mode.__qualname__ == "Hydra.get_mode"
+
+
+@pytest.mark.parametrize("argv", [["train"], ["train", "-m", "seed=0,1"], ["variance"]])
+def test_the_cli_gives_hydra_the_preflights_mode(monkeypatch, argv):
+    """`vae-lab train` (a run and a sweep) and `vae-lab variance` run Hydra inside hydra_mode_known: Hydra
+    composes the config once for the job, not once more for its mode."""
+    from hydra._internal.hydra import Hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    from vae_lab import cli
+
+    seen: list = []
+    composes = _count_composes(monkeypatch)
+
+    def invoke(task, argv_, config_name="train"):  # stands in for Hydra's main up to its get_mode
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            before = len(composes)
+            mode = GlobalHydra.instance().hydra.get_mode(config_name, [a for a in argv_[1:] if a != "-m"])
+            seen.append((mode, len(composes) - before))
+        return 0
+
+    monkeypatch.setattr(cli, "_invoke_hydra", invoke)
+    monkeypatch.setattr(cli, "_run_sweep", lambda task, argv_, joblib=None: invoke(task, argv_))
+    assert cli.main(argv) == 0
+    assert seen == [(None, 0)]  # the preflight's mode, and nothing composed for it
+    assert Hydra.get_mode.__qualname__ == "Hydra.get_mode"

@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 
 from vae_lab.config import CONF_DIR
 from vae_lab.errors import ConfigError
-from vae_lab.preflight import hydra_revalidation_skipped
+from vae_lab.preflight import hydra_mode_known, hydra_revalidation_skipped
 from vae_lab.preflight import override_values as _override_values
 from vae_lab.preflight import preflight as _preflight
 from vae_lab.runs.command import ContinueCommand, resolve_resume
@@ -141,8 +141,15 @@ def _run_train(args: list[str]) -> int:
     hydra_args = [*flags, *overrides]  # flags first: argparse takes the overrides as one run of positionals
     checked = not _INFO_FLAGS.intersection(flags)  # every job's config passes the preflight first
     joblib: list[dict[str, Any]] = []  # a sweep's joblib settings, to start its workers early
+    modes: list[Any] = []  # the hydra.mode of the config that the preflight composed
+
+    def first(cfg: DictConfig) -> None:
+        modes.append(cfg.hydra.mode)
+        if multirun:
+            _joblib_settings(cfg, joblib)
+
     if checked:
-        error = _preflight(overrides, first=(lambda cfg: _joblib_settings(cfg, joblib)) if multirun else None)
+        error = _preflight(overrides, first=first)
         if error:
             print(f"vae-lab train: error: {error}", file=sys.stderr)
             return 2
@@ -162,13 +169,18 @@ def _run_train(args: list[str]) -> int:
                 print(f"vae-lab train: error: {RESUME_KEY}: {error}", file=sys.stderr)
                 return 2
         hydra_args = [*flags, *overrides, *resumed.args]
+        if any("hydra.mode" in arg for arg in resumed.args):
+            modes.clear()  # a mode the preflight did not see: Hydra reads it itself
     task = TrainTask(ContinueCommand(tuple(args), tuple(overrides), multirun))
+    # the preflight composed the config: Hydra need not compose it once more for its mode
+    known = hydra_mode_known(modes[0]) if modes else contextlib.nullcontext()
     try:
         if multirun:
-            with hydra_revalidation_skipped() if checked else contextlib.nullcontext():
+            with known, hydra_revalidation_skipped() if checked else contextlib.nullcontext():
                 return _run_sweep(task, ["vae-lab train", *hydra_args], joblib[0] if joblib else None)
         # a sweep with failed jobs ends with SystemExit(1) from vae_lab.runs.sweep.SweepStatus
-        return _invoke_hydra(task, ["vae-lab train", *hydra_args])
+        with known:
+            return _invoke_hydra(task, ["vae-lab train", *hydra_args])
     except KeyboardInterrupt:  # Ctrl-C before a job had its own handlers (torch still importing)
         print("vae-lab train: interrupted while starting a job", file=sys.stderr)
         return 128 + signal.SIGINT
@@ -325,8 +337,9 @@ def _run_eval(args: list[str]) -> int:
         else:
             node = {k: v for k, v in config.items() if k not in NOT_USED}
             ConfigStore.instance().store(group="run", name="checkpoint", node=node, package="_global_")
+    modes: list[Any] = []  # the hydra.mode of the config that the preflight composed
     if error is None and not info:
-        error = _preflight(overrides, config_name="eval")
+        error = _preflight(overrides, config_name="eval", first=lambda cfg: modes.append(cfg.hydra.mode))
         unknown = [s for s in _override_values(overrides, "split") if s not in SPLITS]
         if error is None and unknown:
             error = f"split={unknown[0]}: unknown split; choose one of: {', '.join(SPLITS)}"
@@ -336,7 +349,8 @@ def _run_eval(args: list[str]) -> int:
     if error:
         print(f"vae-lab eval: error: {error}", file=sys.stderr)
         return 2
-    return _invoke_hydra(_eval_task, ["vae-lab eval", *flags, *overrides], config_name="eval")
+    with hydra_mode_known(modes[0]) if modes else contextlib.nullcontext():
+        return _invoke_hydra(_eval_task, ["vae-lab eval", *flags, *overrides], config_name="eval")
 
 
 def _eval_task(cfg: DictConfig) -> dict[str, Any]:
@@ -359,12 +373,14 @@ def _run_variance(args: list[str]) -> int:
     from vae_lab.variance import task
 
     flags, overrides = _split_flags(args)
+    modes: list[Any] = []  # the hydra.mode of the config that the preflight composed
     if not _INFO_FLAGS.intersection(flags):
-        error = _preflight(overrides, config_name="variance")
+        error = _preflight(overrides, config_name="variance", first=lambda cfg: modes.append(cfg.hydra.mode))
         if error:
             print(f"vae-lab variance: error: {error}", file=sys.stderr)
             return 2
-    return _invoke_hydra(task, ["vae-lab variance", *args], config_name="variance")
+    with hydra_mode_known(modes[0]) if modes else contextlib.nullcontext():
+        return _invoke_hydra(task, ["vae-lab variance", *args], config_name="variance")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -214,3 +214,24 @@ def hydra_revalidation_skipped() -> Iterator[None]:
             BasicSweeper.validate_batch_is_legal = original  # type: ignore[method-assign]
         else:
             del BasicSweeper.validate_batch_is_legal
+
+
+@contextlib.contextmanager
+def hydra_mode_known(mode: Any) -> Iterator[None]:
+    """Within this context Hydra takes ``mode`` for the config's ``hydra.mode`` (``None`` where the config
+    leaves it unset, as vae-lab's does; Hydra then follows ``--multirun``) instead of composing the whole
+    config once more to read it (``Hydra.get_mode``, 0.26-0.45 s a command): :func:`preflight` has just
+    composed the same config. Use it around a command whose overrides passed :func:`preflight`, with the
+    ``hydra.mode`` of the config that the preflight composed first."""
+    from hydra._internal.hydra import Hydra
+
+    original = Hydra.get_mode
+
+    def get_mode(self: Hydra, config_name: str | None, overrides: list[str]) -> Any:
+        return mode
+
+    Hydra.get_mode = get_mode  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Hydra.get_mode = original  # type: ignore[method-assign]
