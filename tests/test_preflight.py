@@ -145,10 +145,19 @@ def test_hydra_mode_known_is_what_get_mode_composes(monkeypatch, config_name, ov
     assert Hydra.get_mode.__qualname__ == "Hydra.get_mode"
 
 
-@pytest.mark.parametrize("argv", [["train"], ["train", "-m", "seed=0,1"], ["variance"]])
-def test_the_cli_gives_hydra_the_preflights_mode(monkeypatch, argv):
+@pytest.mark.parametrize(
+    "argv, composed",
+    [
+        (["train"], 0),
+        (["train", "-m", "seed=0,1"], 0),
+        (["variance"], 0),
+        (["train", "--config-dir", str(CONF_DIR)], 1),  # other config files than the preflight's
+    ],
+)
+def test_the_cli_gives_hydra_the_preflights_mode(monkeypatch, argv, composed):
     """`vae-lab train` (a run and a sweep) and `vae-lab variance` run Hydra inside hydra_mode_known: Hydra
-    composes the config once for the job, not once more for its mode."""
+    composes the config once for the job, not once more for its mode (unless a flag names other config
+    files)."""
     from hydra._internal.hydra import Hydra
     from hydra.core.global_hydra import GlobalHydra
 
@@ -160,12 +169,12 @@ def test_the_cli_gives_hydra_the_preflights_mode(monkeypatch, argv):
     def invoke(task, argv_, config_name="train"):  # stands in for Hydra's main up to its get_mode
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             before = len(composes)
-            mode = GlobalHydra.instance().hydra.get_mode(config_name, [a for a in argv_[1:] if a != "-m"])
+            mode = GlobalHydra.instance().hydra.get_mode(config_name, cli._split_flags(argv_[1:])[1])
             seen.append((mode, len(composes) - before))
         return 0
 
     monkeypatch.setattr(cli, "_invoke_hydra", invoke)
     monkeypatch.setattr(cli, "_run_sweep", lambda task, argv_, joblib=None: invoke(task, argv_))
     assert cli.main(argv) == 0
-    assert seen == [(None, 0)]  # the preflight's mode, and nothing composed for it
+    assert seen == [(None, composed)]  # the preflight's mode, and nothing composed for it
     assert Hydra.get_mode.__qualname__ == "Hydra.get_mode"

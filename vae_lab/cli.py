@@ -64,6 +64,10 @@ _FLAGS_WITH_VALUE = {
     "-cd",
     "--experimental-rerun",
 }
+# Hydra's flags that choose other config files than the preflight composed
+_CONFIG_FLAGS = {
+    *("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun")
+}
 _INFO_FLAGS = {
     "--help",
     "-h",
@@ -172,8 +176,7 @@ def _run_train(args: list[str]) -> int:
         if any("hydra.mode" in arg for arg in resumed.args):
             modes.clear()  # a mode the preflight did not see: Hydra reads it itself
     task = TrainTask(ContinueCommand(tuple(args), tuple(overrides), multirun))
-    # the preflight composed the config: Hydra need not compose it once more for its mode
-    known = hydra_mode_known(modes[0]) if modes else contextlib.nullcontext()
+    known = _mode_known(modes, flags)
     try:
         if multirun:
             with known, hydra_revalidation_skipped() if checked else contextlib.nullcontext():
@@ -184,6 +187,14 @@ def _run_train(args: list[str]) -> int:
     except KeyboardInterrupt:  # Ctrl-C before a job had its own handlers (torch still importing)
         print("vae-lab train: interrupted while starting a job", file=sys.stderr)
         return 128 + signal.SIGINT
+
+
+def _mode_known(modes: list[Any], flags: list[str]) -> contextlib.AbstractContextManager[None]:
+    """:func:`~vae_lab.preflight.hydra_mode_known` with the mode of the config that the preflight composed
+    (``modes``, empty where it did not run), unless ``flags`` make Hydra compose other config files."""
+    if modes and not _CONFIG_FLAGS.intersection(flags):
+        return hydra_mode_known(modes[0])
+    return contextlib.nullcontext()
 
 
 def _joblib_settings(cfg: DictConfig, found: list[dict[str, Any]]) -> None:
@@ -349,7 +360,7 @@ def _run_eval(args: list[str]) -> int:
     if error:
         print(f"vae-lab eval: error: {error}", file=sys.stderr)
         return 2
-    with hydra_mode_known(modes[0]) if modes else contextlib.nullcontext():
+    with _mode_known(modes, flags):
         return _invoke_hydra(_eval_task, ["vae-lab eval", *flags, *overrides], config_name="eval")
 
 
@@ -379,7 +390,7 @@ def _run_variance(args: list[str]) -> int:
         if error:
             print(f"vae-lab variance: error: {error}", file=sys.stderr)
             return 2
-    with hydra_mode_known(modes[0]) if modes else contextlib.nullcontext():
+    with _mode_known(modes, flags):
         return _invoke_hydra(task, ["vae-lab variance", *args], config_name="variance")
 
 
