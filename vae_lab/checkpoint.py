@@ -16,6 +16,7 @@ one line rather than rebuilt wrongly.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ class CheckpointError(ConfigError):
         super().__init__(key, "", detail=detail)
 
 
+@functools.cache  # importlib.metadata scans sys.path: 2 ms, and every checkpoint written asks
 def version() -> str:
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as dist_version
