@@ -133,7 +133,7 @@ def test_dispatch_and_env_switch(monkeypatch, fused, dtype):
         assert not torch.equal(eager, fused(x, kappa))
 
 
-def test_failed_build_falls_back_to_eager(monkeypatch, caplog):
+def test_failed_build_falls_back_to_eager(monkeypatch, caplog, tmp_path):
     """A build that fails logs one warning and leaves the eager code for the rest of the process."""
     import torch.utils.cpp_extension as cpp
 
@@ -144,6 +144,7 @@ def test_failed_build_falls_back_to_eager(monkeypatch, caplog):
         raise RuntimeError("Error building extension 'x': g++: not found")
 
     monkeypatch.setattr(cpp, "load_inline", broken)
+    monkeypatch.setattr(cpp, "_get_build_directory", lambda name, verbose: str(tmp_path))  # not torch's cache
     monkeypatch.setattr(kernels, "_module", None)
     monkeypatch.setattr(kernels, "_failed", False)
     monkeypatch.delenv(kernels.ENV_FLAG, raising=False)
