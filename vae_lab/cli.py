@@ -218,6 +218,10 @@ def _run_sweep(task: TrainTask, argv: list[str], joblib: dict[str, Any] | None =
 
             warm_joblib_workers(joblib, before_hydra=True)
         code = _invoke_hydra(task, argv)
+        if joblib is not None:  # every job has returned: its idle workers need not tear down torch
+            from vae_lab.launchers import stop_joblib_workers
+
+            stop_joblib_workers()
         signum, sweep_dir = stop.received, sweep_stop.stopped_sweep_dir()
     if signum is None or sweep_dir is None:  # no stop, or jobs in this process, which reported it
         return code

@@ -162,3 +162,19 @@ def warm_worker() -> None:
         import vae_lab.train  # noqa: F401
     finally:
         root.removeHandler(placeholder)
+
+
+def stop_joblib_workers() -> None:
+    """End the idle joblib (loky) workers of a finished sweep at once.
+
+    Left alone, they end at the main process's exit, and it waits for them: each one's interpreter tears
+    down torch and Lightning, 1.8-2.1 s in all on 2 cores (0.1 s killed). Only for a sweep whose jobs have
+    all returned: a job flushes what it writes (its logs per record, the job line, loggers and checkpoints
+    closed) before it returns, so nothing is lost. loky's reusable executor is private state of joblib;
+    where it is missing nothing is done.
+    """
+    from joblib.externals.loky import reusable_executor
+
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None and hasattr(executor, "shutdown"):
+        executor.shutdown(wait=True, kill_workers=True)
