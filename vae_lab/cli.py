@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 
 from vae_lab.config import CONF_DIR
 from vae_lab.errors import ConfigError
-from vae_lab.preflight import hydra_mode_known, hydra_revalidation_skipped
+from vae_lab.preflight import FirstMode, hydra_revalidation_skipped
 from vae_lab.preflight import override_values as _override_values
 from vae_lab.preflight import preflight as _preflight
 from vae_lab.runs.command import ContinueCommand, resolve_resume
@@ -63,10 +63,6 @@ _FLAGS_WITH_VALUE = {
     "--config-dir",
     "-cd",
     "--experimental-rerun",
-}
-# Hydra's flags that choose other config files than the preflight composed
-_CONFIG_FLAGS = {
-    *("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun")
 }
 _INFO_FLAGS = {
     "--help",
@@ -145,15 +141,9 @@ def _run_train(args: list[str]) -> int:
     hydra_args = [*flags, *overrides]  # flags first: argparse takes the overrides as one run of positionals
     checked = not _INFO_FLAGS.intersection(flags)  # every job's config passes the preflight first
     joblib: list[dict[str, Any]] = []  # a sweep's joblib settings, to start its workers early
-    modes: list[Any] = []  # the hydra.mode of the config that the preflight composed
-
-    def first(cfg: DictConfig) -> None:
-        modes.append(cfg.hydra.mode)
-        if multirun:
-            _joblib_settings(cfg, joblib)
-
+    mode = FirstMode(then=(lambda cfg: _joblib_settings(cfg, joblib)) if multirun else None)
     if checked:
-        error = _preflight(overrides, first=first)
+        error = _preflight(overrides, first=mode)
         if error:
             print(f"vae-lab train: error: {error}", file=sys.stderr)
             return 2
@@ -174,9 +164,9 @@ def _run_train(args: list[str]) -> int:
                 return 2
         hydra_args = [*flags, *overrides, *resumed.args]
         if any("hydra.mode" in arg for arg in resumed.args):
-            modes.clear()  # a mode the preflight did not see: Hydra reads it itself
+            mode.forget()
     task = TrainTask(ContinueCommand(tuple(args), tuple(overrides), multirun))
-    known = _mode_known(modes, flags)
+    known = mode.known(flags)  # the preflight composed the config: Hydra need not again for its mode
     try:
         if multirun:
             with known, hydra_revalidation_skipped() if checked else contextlib.nullcontext():
@@ -187,14 +177,6 @@ def _run_train(args: list[str]) -> int:
     except KeyboardInterrupt:  # Ctrl-C before a job had its own handlers (torch still importing)
         print("vae-lab train: interrupted while starting a job", file=sys.stderr)
         return 128 + signal.SIGINT
-
-
-def _mode_known(modes: list[Any], flags: list[str]) -> contextlib.AbstractContextManager[None]:
-    """:func:`~vae_lab.preflight.hydra_mode_known` with the mode of the config that the preflight composed
-    (``modes``, empty where it did not run), unless ``flags`` make Hydra compose other config files."""
-    if modes and not _CONFIG_FLAGS.intersection(flags):
-        return hydra_mode_known(modes[0])
-    return contextlib.nullcontext()
 
 
 def _joblib_settings(cfg: DictConfig, found: list[dict[str, Any]]) -> None:
@@ -352,9 +334,9 @@ def _run_eval(args: list[str]) -> int:
         else:
             node = {k: v for k, v in config.items() if k not in NOT_USED}
             ConfigStore.instance().store(group="run", name="checkpoint", node=node, package="_global_")
-    modes: list[Any] = []  # the hydra.mode of the config that the preflight composed
+    mode = FirstMode()
     if error is None and not info:
-        error = _preflight(overrides, config_name="eval", first=lambda cfg: modes.append(cfg.hydra.mode))
+        error = _preflight(overrides, config_name="eval", first=mode)
         unknown = [s for s in _override_values(overrides, "split") if s not in SPLITS]
         if error is None and unknown:
             error = f"split={unknown[0]}: unknown split; choose one of: {', '.join(SPLITS)}"
@@ -364,7 +346,7 @@ def _run_eval(args: list[str]) -> int:
     if error:
         print(f"vae-lab eval: error: {error}", file=sys.stderr)
         return 2
-    with _mode_known(modes, flags):
+    with mode.known(flags):
         return _invoke_hydra(_eval_task, ["vae-lab eval", *flags, *overrides], config_name="eval")
 
 
@@ -388,13 +370,13 @@ def _run_variance(args: list[str]) -> int:
     from vae_lab.variance import task
 
     flags, overrides = _split_flags(args)
-    modes: list[Any] = []  # the hydra.mode of the config that the preflight composed
+    mode = FirstMode()
     if not _INFO_FLAGS.intersection(flags):
-        error = _preflight(overrides, config_name="variance", first=lambda cfg: modes.append(cfg.hydra.mode))
+        error = _preflight(overrides, config_name="variance", first=mode)
         if error:
             print(f"vae-lab variance: error: {error}", file=sys.stderr)
             return 2
-    with _mode_known(modes, flags):
+    with mode.known(flags):
         return _invoke_hydra(task, ["vae-lab variance", *args], config_name="variance")
 
 

@@ -235,3 +235,35 @@ def hydra_mode_known(mode: Any) -> Iterator[None]:
         yield
     finally:
         Hydra.get_mode = original  # type: ignore[method-assign]
+
+
+#: Hydra's flags that choose other config files than the preflight composes
+CONFIG_FLAGS = frozenset(
+    {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
+)
+
+
+class FirstMode:
+    """Pass as :func:`preflight`'s ``first``: it keeps the ``hydra.mode`` of the first config composed (and
+    calls ``then`` with that config); :meth:`known` is then the context in which Hydra takes that mode
+    (:func:`hydra_mode_known`) rather than composing the config once more for it."""
+
+    def __init__(self, then: Callable[[DictConfig], None] | None = None) -> None:
+        self.modes: list[Any] = []
+        self.then = then
+
+    def __call__(self, cfg: DictConfig) -> None:
+        self.modes.append(cfg.hydra.mode)
+        if self.then is not None:
+            self.then(cfg)
+
+    def forget(self) -> None:
+        """Let Hydra read the mode itself (an override the preflight did not see sets it)."""
+        self.modes.clear()
+
+    def known(self, flags: list[str]) -> contextlib.AbstractContextManager[None]:
+        """:func:`hydra_mode_known` with the kept mode, unless the preflight did not run or ``flags``
+        make Hydra compose other config files."""
+        if self.modes and not CONFIG_FLAGS.intersection(flags):
+            return hydra_mode_known(self.modes[0])
+        return contextlib.nullcontext()
