@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -95,6 +95,14 @@ def usage() -> str:
         "view them with `tensorboard --logdir outputs`.",
     ]
     return "\n".join(lines)
+
+
+def run() -> NoReturn:
+    """The console script `vae-lab`: :func:`main`, then the process ends without the interpreter's 1-1.4 s
+    teardown of torch and Lightning (:func:`vae_lab.fast_exit.exit_now`: threads, atexit, files flushed)."""
+    from vae_lab.fast_exit import exit_now
+
+    exit_now(main())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
