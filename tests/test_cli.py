@@ -159,6 +159,9 @@ def test_two_runs_in_the_same_second_get_different_directories(tmp_path):
         (["posterior=gamma", "posterior.min_rate=1e-3"], "model.posterior.min_rate=1e-3"),
         (["estimator=rsvi", "estimator.B=5"], "model.estimator.B=5"),
         (["-m", "prior=dirichlet", "+prior.alpha=1,2"], "+model.prior.alpha=1,2"),
+        # a sweep without -m (Hydra would print its several-line "Ambiguous value" message)
+        (["seed=0,1"], "vae-lab train -m seed=0,1"),
+        (["posterior=gaussian,vonmises"], "-m posterior=gaussian,vonmises"),
     ],
 )
 def test_bad_input_gets_one_line_error_and_nonzero_exit(cli, args, key):

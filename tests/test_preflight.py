@@ -102,18 +102,22 @@ def test_hydras_second_validation_is_skipped_only_inside_the_context(monkeypatch
     assert "validate_batch_is_legal" not in vars(BasicSweeper)
 
 
-def _count_composes(monkeypatch) -> list[int]:
-    from hydra._internal.hydra import Hydra
-
+def _count_calls(monkeypatch, cls, name: str) -> list[int]:
     calls: list[int] = []
-    original = Hydra.compose_config
+    original = getattr(cls, name)
 
     def counted(self, *args, **kwargs):
         calls.append(1)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Hydra, "compose_config", counted)
+    monkeypatch.setattr(cls, name, counted)
     return calls
+
+
+def _count_composes(monkeypatch) -> list[int]:
+    from hydra._internal.hydra import Hydra
+
+    return _count_calls(monkeypatch, Hydra, "compose_config")
 
 
 @pytest.mark.parametrize(
@@ -178,3 +182,108 @@ def test_the_cli_gives_hydra_the_preflights_mode(monkeypatch, argv, composed):
     assert cli.main(argv) == 0
     assert seen == [(None, composed)]  # the preflight's mode, and nothing composed for it
     assert Hydra.get_mode.__qualname__ == "Hydra.get_mode"
+
+
+def _count_loads(monkeypatch) -> list[int]:
+    """Counts Hydra's real compositions (ConfigLoaderImpl's, under the compose API and Hydra's main)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    return _count_calls(monkeypatch, ConfigLoaderImpl, "_load_configuration_impl")
+
+
+@pytest.mark.parametrize(
+    "config_name, overrides",
+    [
+        ("train", []),
+        ("train", ["posterior=vonmises", "model.latent_dim=3", "+trainer.limit_val_batches=2"]),
+        ("train", ["experiment=figurnov2018/lda_20news", "~callbacks.topic_words"]),
+        ("variance", []),
+    ],
+)
+def test_hydra_config_known_is_what_hydra_composes(monkeypatch, config_name, overrides):
+    """Inside the context Hydra's run composition returns the preflight's config, once, without composing;
+    Hydra's own composition of the same command line (as its main composes it) is equal to it; a second
+    composition inside the context, and any after it, are Hydra's own."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    first = pf.FirstConfig()
+    assert pf.preflight(overrides, config_name, first=first) is None
+    (kept,) = first.configs
+    loads = _count_loads(monkeypatch)
+    run = [*overrides, pf.RUN_MODE]  # what Hydra's main composes for a run
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        hydra = GlobalHydra.instance().hydra
+        real = hydra.compose_config(config_name, run, run_mode=RunMode.RUN, from_shell=True)
+        assert len(loads) == 1
+        with pf.hydra_config_known(config_name, overrides, kept):
+            assert hydra.compose_config(config_name, run, run_mode=RunMode.RUN) is kept
+            assert len(loads) == 1  # nothing composed
+            assert hydra.compose_config(config_name, run, run_mode=RunMode.RUN) is not kept
+            assert len(loads) == 2
+        assert hydra.compose_config(config_name, run, run_mode=RunMode.RUN) is not kept
+    assert OmegaConf.to_yaml(kept) == OmegaConf.to_yaml(real)
+    assert kept.hydra.mode == RunMode.RUN and list(kept.hydra.overrides.hydra)[-1] == pf.RUN_MODE
+    assert ConfigLoaderImpl.load_configuration.__qualname__ == "ConfigLoaderImpl.load_configuration"
+
+
+def test_hydra_config_known_leaves_other_compositions_alone(monkeypatch):
+    """Another config name, other overrides or a multirun's composition are composed as before."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    first = pf.FirstConfig()
+    assert pf.preflight([], "train", first=first) is None
+    loads = _count_loads(monkeypatch)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        hydra = GlobalHydra.instance().hydra
+        with pf.hydra_config_known("train", [], first.configs[0]):
+            for name, overrides, mode in (
+                ("variance", [], RunMode.RUN),
+                ("train", ["seed=1"], RunMode.RUN),
+                ("train", [], RunMode.MULTIRUN),
+            ):
+                assert hydra.compose_config(name, overrides, run_mode=mode) is not first.configs[0]
+    assert len(loads) == 3
+
+
+@pytest.mark.parametrize(
+    "argv, composed",
+    [
+        (["train"], 1),  # the preflight's, taken by Hydra's run
+        (["train", "seed=0,1"], 1),  # a sweep without -m: stopped after the preflight (exit status 2)
+        (["train", "--config-dir", str(CONF_DIR)], 3),  # other config files: get_mode and run compose
+    ],
+)
+def test_a_run_composes_its_config_once(monkeypatch, tmp_path, argv, composed):
+    """`vae-lab train` of one run composes its config once in all: the preflight's, which Hydra's run takes
+    (with the same .hydra/config.yaml as its own would be: test_hydra_config_known_is_what_hydra_composes)."""
+    from vae_lab import cli
+
+    monkeypatch.chdir(tmp_path)
+    loads = _count_loads(monkeypatch)
+    ran: list[DictConfig] = []
+    monkeypatch.setattr(cli, "TrainTask", lambda command: ran.append)
+    code = cli.main(argv)
+    assert len(loads) == composed
+    assert (code, len(ran)) == ((0, 1) if "seed=0,1" not in argv else (2, 0))
+
+
+@pytest.mark.parametrize(
+    "flags, overrides, error",
+    [
+        ([], ["seed=0,1"], "seed=0,1: several values sweep only with -m (vae-lab train -m seed=0,1); a list"),
+        ([], ["model.lr=range(1,3)"], "model.lr=range(1,3): several values sweep only with -m"),
+        ([], ["posterior=gaussian,gamma"], "sweep only with -m (vae-lab train -m posterior=gaussian,gamma)"),
+        (["-m"], ["seed=0,1"], None),
+        ([], ["hydra.mode=MULTIRUN", "seed=0,1"], None),  # the config makes it a sweep
+        ([], ["seed=1"], None),
+    ],
+)
+def test_a_sweep_without_multirun_is_one_line(flags, overrides, error):
+    first = pf.FirstConfig()
+    assert pf.preflight([o for o in overrides if "range" not in o], first=first) is None
+    found = pf.sweep_without_multirun("train", flags, overrides, first)
+    assert (found is None) == (error is None) and (error is None or error in found), found
+    assert error is None or "posterior" not in error or "list" not in found  # a group's options are no list

@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 
 from vae_lab.config import CONF_DIR
 from vae_lab.errors import ConfigError
-from vae_lab.preflight import FirstMode, hydra_revalidation_skipped
+from vae_lab.preflight import FirstConfig, hydra_revalidation_skipped, sweep_without_multirun
 from vae_lab.preflight import override_values as _override_values
 from vae_lab.preflight import preflight as _preflight
 from vae_lab.runs.command import ContinueCommand, resolve_resume
@@ -149,9 +149,9 @@ def _run_train(args: list[str]) -> int:
     hydra_args = [*flags, *overrides]  # flags first: argparse takes the overrides as one run of positionals
     checked = not _INFO_FLAGS.intersection(flags)  # every job's config passes the preflight first
     joblib: list[dict[str, Any]] = []  # a sweep's joblib settings, to start its workers early
-    mode = FirstMode(then=(lambda cfg: _joblib_settings(cfg, joblib)) if multirun else None)
+    first = FirstConfig(then=(lambda cfg: _joblib_settings(cfg, joblib)) if multirun else None)
     if checked:
-        error = _preflight(overrides, first=mode)
+        error = _preflight(overrides, first=first) or sweep_without_multirun("train", flags, overrides, first)
         if error:
             print(f"vae-lab train: error: {error}", file=sys.stderr)
             return 2
@@ -172,9 +172,9 @@ def _run_train(args: list[str]) -> int:
                 return 2
         hydra_args = [*flags, *overrides, *resumed.args]
         if any("hydra.mode" in arg for arg in resumed.args):
-            mode.forget()
+            first.forget()
     task = TrainTask(ContinueCommand(tuple(args), tuple(overrides), multirun))
-    known = mode.known(flags)  # the preflight composed the config: Hydra need not again for its mode
+    known = first.known(flags, overrides)  # the preflight composed the config: Hydra need not again
     try:
         if multirun:
             with known, hydra_revalidation_skipped() if checked else contextlib.nullcontext():
@@ -342,9 +342,10 @@ def _run_eval(args: list[str]) -> int:
         else:
             node = {k: v for k, v in config.items() if k not in NOT_USED}
             ConfigStore.instance().store(group="run", name="checkpoint", node=node, package="_global_")
-    mode = FirstMode()
+    first = FirstConfig()
     if error is None and not info:
-        error = _preflight(overrides, config_name="eval", first=mode)
+        error = _preflight(overrides, config_name="eval", first=first)
+        error = error or sweep_without_multirun("eval", flags, overrides, first)
         unknown = [s for s in _override_values(overrides, "split") if s not in SPLITS]
         if error is None and unknown:
             error = f"split={unknown[0]}: unknown split; choose one of: {', '.join(SPLITS)}"
@@ -354,7 +355,7 @@ def _run_eval(args: list[str]) -> int:
     if error:
         print(f"vae-lab eval: error: {error}", file=sys.stderr)
         return 2
-    with mode.known(flags):
+    with first.known(flags, overrides, "eval"):
         return _invoke_hydra(_eval_task, ["vae-lab eval", *flags, *overrides], config_name="eval")
 
 
@@ -378,13 +379,14 @@ def _run_variance(args: list[str]) -> int:
     from vae_lab.variance import task
 
     flags, overrides = _split_flags(args)
-    mode = FirstMode()
+    first = FirstConfig()
     if not _INFO_FLAGS.intersection(flags):
-        error = _preflight(overrides, config_name="variance", first=mode)
+        error = _preflight(overrides, config_name="variance", first=first)
+        error = error or sweep_without_multirun("variance", flags, overrides, first)
         if error:
             print(f"vae-lab variance: error: {error}", file=sys.stderr)
             return 2
-    with mode.known(flags):
+    with first.known(flags, overrides, "variance"):
         return _invoke_hydra(task, ["vae-lab variance", *args], config_name="variance")
 
 

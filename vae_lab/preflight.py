@@ -109,6 +109,8 @@ def _split(parsed: list[Override]) -> tuple[list[list[str]], list[list[str]]]:
             values = [override.get_value_element_as_str()]
         prefix = override.input_line[: len(override.input_line) - len(override.input_line.lstrip("+~"))]
         texts = [f"{prefix}{override.get_key_element().lstrip('+~')}={v}" for v in values]
+        if not override.is_sweep_override():  # as typed: Hydra's run records the same text
+            texts = [override.input_line]
         if _value_sweep(override, keys):
             value_sweeps.append(texts)
         else:
@@ -237,33 +239,120 @@ def hydra_mode_known(mode: Any) -> Iterator[None]:
         Hydra.get_mode = original  # type: ignore[method-assign]
 
 
+@contextlib.contextmanager
+def hydra_config_known(name: str, command: list[str], cfg: DictConfig) -> Iterator[None]:
+    """Within this context Hydra's run takes ``cfg`` as the config that ``name`` with the overrides
+    ``command`` composes (once: a second composition is Hydra's own), instead of composing it once more
+    (0.14-0.2 s a command): :func:`preflight` has just composed the same config, by the same Hydra call
+    (``ConfigLoaderImpl.load_configuration``, which the compose API uses too). Hydra's main adds
+    ``hydra.mode=RUN`` to a run's overrides where the config leaves the mode unset; that one override is
+    applied to ``cfg`` and recorded as Hydra's composition does. Only for a run (``RunMode.RUN``) of these
+    very overrides with no sweep among them; anything else is composed as before. ``cfg`` must be the
+    preflight's only config, with ``hydra``, and not used elsewhere afterwards: Hydra's run writes its
+    runtime keys into it."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.types import RunMode
+
+    original = ConfigLoaderImpl.load_configuration
+    pending = [cfg]
+
+    def load_configuration(
+        self: ConfigLoaderImpl,
+        config_name: str | None,
+        overrides: list[str],
+        run_mode: RunMode,
+        from_shell: bool = True,
+        validate_sweep_overrides: bool = True,
+    ) -> DictConfig:
+        extra = overrides[len(command) :]
+        if (
+            pending
+            and run_mode == RunMode.RUN
+            and config_name == name
+            and overrides[: len(command)] == command
+            and extra in ([], [RUN_MODE])
+        ):
+            cfg = pending.pop()
+            if extra:  # as Hydra's composition applies and records it
+                parsed = OverridesParser.create().parse_overrides(extra)
+                ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+                cfg.hydra.overrides.hydra.extend(extra)
+            return cfg
+        return original(self, config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
+
+    ConfigLoaderImpl.load_configuration = load_configuration  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ConfigLoaderImpl.load_configuration = original  # type: ignore[method-assign]
+
+
+#: the override Hydra's main adds to a run's command line (hydra._internal.utils._run_app)
+RUN_MODE = "hydra.mode=RUN"
+
 #: Hydra's flags that choose other config files than the preflight composes
 CONFIG_FLAGS = frozenset(
     {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
 )
+_MULTIRUN_FLAGS = frozenset({"-m", "--multirun"})
 
 
-class FirstMode:
-    """Pass as :func:`preflight`'s ``first``: it keeps the ``hydra.mode`` of the first config composed (and
-    calls ``then`` with that config); :meth:`known` is then the context in which Hydra takes that mode
-    (:func:`hydra_mode_known`) rather than composing the config once more for it."""
+class FirstConfig:
+    """Pass as :func:`preflight`'s ``first``: it keeps the first config composed (and calls ``then`` with
+    it). :meth:`known` is then the context in which Hydra takes that config's ``hydra.mode``
+    (:func:`hydra_mode_known`), and a single run the config itself (:func:`hydra_config_known`), rather
+    than composing the config once more for each."""
 
     def __init__(self, then: Callable[[DictConfig], None] | None = None) -> None:
-        self.modes: list[Any] = []
+        self.configs: list[DictConfig] = []
         self.then = then
 
     def __call__(self, cfg: DictConfig) -> None:
-        self.modes.append(cfg.hydra.mode)
+        self.configs.append(cfg)
         if self.then is not None:
             self.then(cfg)
 
     def forget(self) -> None:
-        """Let Hydra read the mode itself (an override the preflight did not see sets it)."""
-        self.modes.clear()
+        """Let Hydra compose for itself (an override the preflight did not see changes the config)."""
+        self.configs.clear()
 
-    def known(self, flags: list[str]) -> contextlib.AbstractContextManager[None]:
-        """:func:`hydra_mode_known` with the kept mode, unless the preflight did not run or ``flags``
-        make Hydra compose other config files."""
-        if self.modes and not CONFIG_FLAGS.intersection(flags):
-            return hydra_mode_known(self.modes[0])
-        return contextlib.nullcontext()
+    def known(
+        self, flags: list[str], overrides: list[str] | None = None, config_name: str = "train"
+    ) -> contextlib.AbstractContextManager[None]:
+        """:func:`hydra_mode_known` with the kept config's mode, and, for a run of ``overrides`` (those
+        the preflight composed, without sweeps), :func:`hydra_config_known` with the config; nothing where
+        the preflight did not run or ``flags`` make Hydra compose other config files."""
+        stack = contextlib.ExitStack()
+        if not self.configs or CONFIG_FLAGS.intersection(flags):
+            return stack
+        cfg = self.configs[0]
+        stack.enter_context(hydra_mode_known(cfg.hydra.mode))
+        run = cfg.hydra.mode is None and not _MULTIRUN_FLAGS.intersection(flags)
+        if overrides is not None and run and not _has_sweep(overrides):
+            stack.enter_context(hydra_config_known(config_name, list(overrides), cfg))
+        return stack
+
+
+def sweep_without_multirun(
+    command: str, flags: list[str], overrides: list[str], first: FirstConfig
+) -> str | None:
+    """A one-line error for a sweep (``seed=0,1``) on the command line of a run: no ``-m`` and a config
+    that leaves ``hydra.mode`` unset (first config of :func:`preflight`), where Hydra would stop with its
+    several-line "Ambiguous value" message. None otherwise."""
+    if _MULTIRUN_FLAGS.intersection(flags) or not first.configs or first.configs[0].hydra.mode is not None:
+        return None
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.is_sweep_override():
+            text = override.input_line
+            key, _, value = text.partition("=")
+            group = (CONF_DIR / key.lstrip("+~")).is_dir()
+            as_list = f"; a list is written {key}=[{value}]" if "(" not in value and not group else ""
+            return f"{text}: several values sweep only with -m (vae-lab {command} -m {text}){as_list}"
+    return None
+
+
+def _has_sweep(overrides: list[str]) -> bool:
+    try:
+        return any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(overrides))
+    except HydraException:
+        return True  # Hydra reports it
