@@ -229,4 +229,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from vae_lab.fast_exit import exit_now
+
+    exit_now(main())  # rank 0 waits for this rank's exit: skip the interpreter's teardown of torch
