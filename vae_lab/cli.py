@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 
 from vae_lab.config import CONF_DIR
 from vae_lab.errors import ConfigError
+from vae_lab.import_gc import import_without_gc
 from vae_lab.preflight import FirstConfig, hydra_revalidation_skipped, sweep_without_multirun
 from vae_lab.preflight import override_values as _override_values
 from vae_lab.preflight import preflight as _preflight
@@ -258,6 +259,7 @@ class TrainTask:
         return self.run(cfg)
 
     def run(self, cfg: DictConfig) -> float:
+        import_without_gc("vae_lab.train")  # torch and Lightning: 0.5 s less without the collector
         from vae_lab.runs import sweep_stop
         from vae_lab.runs.signals import Interrupted
         from vae_lab.train import train
@@ -362,6 +364,8 @@ def _run_eval(args: list[str]) -> int:
 def _eval_task(cfg: DictConfig) -> dict[str, Any]:
     from vae_lab.eval import evaluate
 
+    import_without_gc("pytorch_lightning", "vae_lab.build")
+
     try:
         return evaluate(cfg)
     except ConfigError as err:
@@ -376,6 +380,7 @@ def _eval_task(cfg: DictConfig) -> dict[str, Any]:
 
 # -- variance ------------------------------------------------------------------------------------
 def _run_variance(args: list[str]) -> int:
+    import_without_gc("vae_lab.variance")
     from vae_lab.variance import task
 
     flags, overrides = _split_flags(args)

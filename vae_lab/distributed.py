@@ -200,6 +200,9 @@ class _RankObserver(threading.Thread):
 
 def _rank_task(cfg: Any) -> float:
     """The train task on a further rank. Rank 0 prints the run's outcome; this one only its own error."""
+    from vae_lab.import_gc import import_without_gc
+
+    import_without_gc("vae_lab.train")
     from vae_lab.runs.signals import Interrupted
     from vae_lab.train import train
 

@@ -158,8 +158,9 @@ def warm_worker() -> None:
     root, placeholder = logging.getLogger(), logging.NullHandler()
     root.addHandler(placeholder)
     try:
-        import vae_lab.cli  # noqa: F401  (the task's module)
-        import vae_lab.train  # noqa: F401
+        from vae_lab.import_gc import import_without_gc
+
+        import_without_gc("vae_lab.cli", "vae_lab.train")  # the task's module, and torch and Lightning
     finally:
         root.removeHandler(placeholder)
 
