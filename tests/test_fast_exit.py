@@ -29,6 +29,10 @@ PROBE = textwrap.dedent(
     left_open.write("kept\\n")
     binary = open(out / "unclosed.bin", "wb")
     binary.write(b"\\x01\\x02")
+    import gc; gc.freeze()  # as vae_lab.import_gc does after the first heavy import
+    frozen = open(out / "frozen.txt", "w")                # opened before another freeze
+    frozen.write("frozen")
+    gc.freeze()
     logging.basicConfig(filename=out / "log.txt", level=logging.INFO)
     logging.getLogger("probe").info("logged")               # closed by logging's atexit handler
 
@@ -60,6 +64,7 @@ def test_nothing_pending_is_lost(tmp_path: Path, full: bool) -> None:
     assert done.returncode == 3, done.stderr
     assert (tmp_path / "unclosed.txt").read_text() == "kept\n"
     assert (tmp_path / "unclosed.bin").read_bytes() == b"\x01\x02"
+    assert (tmp_path / "frozen.txt").read_text() == "frozen"
     assert "INFO:probe:logged" in (tmp_path / "log.txt").read_text()
     assert (tmp_path / "thread.txt").read_text() == "thread done"
     assert (tmp_path / "atexit.txt").read_text() == "atexit ran"

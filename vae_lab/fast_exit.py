@@ -12,7 +12,9 @@ same order as CPython's ``Py_FinalizeEx``, and then ends the process with :func:
    flushed by its finalizer during teardown, which :func:`os._exit` skips), then ``sys.stdout`` and
    ``sys.stderr``, and C's stdio buffers (``fflush(NULL)``, for output printed by compiled code).
 
-``VAE_LAB_FULL_EXIT=1`` restores the interpreter's own exit (e.g. for a tool that reports at teardown).
+``VAE_LAB_FULL_EXIT=1`` restores the interpreter's own exit (e.g. for a tool that reports at teardown),
+after step 3: the interpreter's teardown leaves unflushed a file that was never closed once
+:func:`gc.freeze` (:mod:`vae_lab.import_gc`) holds it (seen with CPython 3.11).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ _WRITERS = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
 def exit_now(code: int) -> NoReturn:
     """End the process with ``code`` after the steps of an ordinary exit that matter to its outputs."""
     if os.environ.get(FULL_EXIT_ENV, "") not in ("", "0"):
+        _flush_open_files()  # the interpreter's teardown does not flush a file object that gc.freeze() holds
         sys.exit(code)
     _join_threads()
     atexit._run_exitfuncs()
@@ -49,6 +52,7 @@ def _join_threads() -> None:
 
 
 def _flush_open_files() -> None:
+    gc.unfreeze()  # gc.get_objects() does not list what vae_lab.import_gc froze
     open_files = [f for f in gc.get_objects() if type(f) in _WRITERS]
     for f in [*open_files, sys.stdout, sys.stderr]:
         try:

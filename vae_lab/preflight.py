@@ -316,21 +316,21 @@ class FirstConfig:
         """Let Hydra compose for itself (an override the preflight did not see changes the config)."""
         self.configs.clear()
 
+    @contextlib.contextmanager
     def known(
         self, flags: list[str], overrides: list[str] | None = None, config_name: str = "train"
-    ) -> contextlib.AbstractContextManager[None]:
+    ) -> Iterator[None]:
         """:func:`hydra_mode_known` with the kept config's mode, and, for a run of ``overrides`` (those
         the preflight composed, without sweeps), :func:`hydra_config_known` with the config; nothing where
         the preflight did not run or ``flags`` make Hydra compose other config files."""
-        stack = contextlib.ExitStack()
-        if not self.configs or CONFIG_FLAGS.intersection(flags):
-            return stack
-        cfg = self.configs[0]
-        stack.enter_context(hydra_mode_known(cfg.hydra.mode))
-        run = cfg.hydra.mode is None and not _MULTIRUN_FLAGS.intersection(flags)
-        if overrides is not None and run and not _has_sweep(overrides):
-            stack.enter_context(hydra_config_known(config_name, list(overrides), cfg))
-        return stack
+        with contextlib.ExitStack() as stack:
+            if self.configs and not CONFIG_FLAGS.intersection(flags):
+                cfg = self.configs[0]
+                stack.enter_context(hydra_mode_known(cfg.hydra.mode))
+                run = cfg.hydra.mode is None and not _MULTIRUN_FLAGS.intersection(flags)
+                if overrides is not None and run and not _has_sweep(overrides):
+                    stack.enter_context(hydra_config_known(config_name, list(overrides), cfg))
+            yield
 
 
 def sweep_without_multirun(
