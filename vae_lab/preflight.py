@@ -108,9 +108,11 @@ def _split(parsed: list[Override]) -> tuple[list[list[str]], list[list[str]]]:
         else:
             values = [override.get_value_element_as_str()]
         prefix = override.input_line[: len(override.input_line) - len(override.input_line.lstrip("+~"))]
-        texts = [f"{prefix}{override.get_key_element().lstrip('+~')}={v}" for v in values]
-        if not override.is_sweep_override():  # as typed: Hydra's run records the same text
-            texts = [override.input_line]
+        texts = (
+            [f"{prefix}{override.get_key_element().lstrip('+~')}={v}" for v in values]
+            if override.is_sweep_override()
+            else [override.input_line]  # as typed: Hydra's run records the same text
+        )
         if _value_sweep(override, keys):
             value_sweeps.append(texts)
         else:
@@ -328,7 +330,7 @@ class FirstConfig:
                 cfg = self.configs[0]
                 stack.enter_context(hydra_mode_known(cfg.hydra.mode))
                 run = cfg.hydra.mode is None and not _MULTIRUN_FLAGS.intersection(flags)
-                if overrides is not None and run and not _has_sweep(overrides):
+                if overrides is not None and run and _first_sweep(overrides) is None:
                     stack.enter_context(hydra_config_known(config_name, list(overrides), cfg))
             yield
 
@@ -341,18 +343,20 @@ def sweep_without_multirun(
     several-line "Ambiguous value" message. None otherwise."""
     if _MULTIRUN_FLAGS.intersection(flags) or not first.configs or first.configs[0].hydra.mode is not None:
         return None
-    for override in OverridesParser.create().parse_overrides(overrides):
-        if override.is_sweep_override():
-            text = override.input_line
-            key, _, value = text.partition("=")
-            group = (CONF_DIR / key.lstrip("+~")).is_dir()
-            as_list = f"; a list is written {key}=[{value}]" if "(" not in value and not group else ""
-            return f"{text}: several values sweep only with -m (vae-lab {command} -m {text}){as_list}"
-    return None
+    text = _first_sweep(overrides)
+    if not text:  # none, or overrides Hydra cannot parse (the preflight has reported those)
+        return None
+    key, _, value = text.partition("=")
+    group = (CONF_DIR / key.lstrip("+~")).is_dir()
+    as_list = f"; a list is written {key}=[{value}]" if "(" not in value and not group else ""
+    return f"{text}: several values sweep only with -m (vae-lab {command} -m {text}){as_list}"
 
 
-def _has_sweep(overrides: list[str]) -> bool:
+def _first_sweep(overrides: list[str]) -> str | None:
+    """The first sweep override (as typed) among ``overrides``; None where there is none, and "" where Hydra
+    cannot parse them (to be left to Hydra, which reports it)."""
     try:
-        return any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(overrides))
+        parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException:
-        return True  # Hydra reports it
+        return ""
+    return next((o.input_line for o in parsed if o.is_sweep_override()), None)
