@@ -132,8 +132,8 @@ class TensorBatches:
         for i in range(len(self)):
             if order is None:
                 x = self.data[i * bs : (i + 1) * bs]
-            else:
-                x = self.data[order[i * bs : (i + 1) * bs]]
+            else:  # index_select: half the time of advanced indexing for a batch of rows, same values
+                x = self.data.index_select(0, order[i * bs : (i + 1) * bs])
             if self.transform is not None:
                 # skipped batches still draw, so the random stream after a resume is the original one
                 x = self.transform(x, self.transform_generator)
