@@ -4,15 +4,20 @@ count, checkpoints that resume at their step; Lightning's path wherever somethin
 
 from __future__ import annotations
 
+import inspect
+import types
+
 import pytorch_lightning as pl
 import torch
 from conftest import quiet_trainer, tiny_vae
+from pytorch_lightning.utilities.signature_utils import is_param_in_hook_signature
 from test_optimization import CountSteps as Steps
 
 from vae_lab.data.loader import TensorBatches
 from vae_lab.estimators import ImplicitEstimator, ReparamEstimator
 from vae_lab.model.posteriors import DirichletHead
 from vae_lab.model.priors import DirichletPrior
+from vae_lab.model.vae import VAE
 from vae_lab.runs.callback_group import CallbackGroup
 
 
@@ -105,3 +110,19 @@ def test_lightnings_path_is_kept_wherever_something_listens():
     own.__class__ = OwnBackward
     vae, _ = fit(2, vae=own)
     assert not vae._direct_step
+
+
+def test_training_steps_signature_is_computed_once_and_is_the_functions_own():
+    """Lightning asks every batch whether training_step takes batch_idx; the cached answer is the live one,
+    and a subclass that overrides training_step gets its own signature."""
+    f = VAE.training_step
+    copy = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__, f.__closure__)
+    copy.__annotations__ = f.__annotations__
+    assert "__signature__" in vars(f) and inspect.signature(f) == inspect.signature(copy)
+    assert is_param_in_hook_signature(tiny_vae(input_dim=4).training_step, "batch_idx", min_args=2)
+
+    class OneArgument(VAE):
+        def training_step(self, x):
+            return super().training_step(x, 0)
+
+    assert not is_param_in_hook_signature(OneArgument.training_step, "batch_idx", min_args=2)

@@ -18,7 +18,9 @@ own path. :func:`step_counters` carries a checkpoint's step count between Lightn
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
@@ -28,7 +30,7 @@ from pytorch_lightning.profilers import PassThroughProfiler
 from pytorch_lightning.strategies import SingleDeviceStrategy
 from torch import Tensor
 
-__all__ = ["applies", "step", "step_counters"]
+__all__ = ["applies", "signature_once", "step", "step_counters"]
 
 #: the hooks that Lightning's wrapped backward and optimizer step call on every callback and the module
 STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
@@ -69,6 +71,19 @@ def step(module: pl.LightningModule, optimizer: LightningOptimizer, loss: Tensor
     optimizer._on_before_step()  # the manual loop's: counts the step as ready (and starts no profiler)
     optimizer.optimizer.step()
     optimizer._on_after_step()  # counts it as completed: global_step advances
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def signature_once(method: F) -> F:
+    """``method`` with its signature computed once (``inspect`` returns a function's ``__signature__``).
+
+    Lightning's training loop asks on every batch whether ``training_step`` takes a ``batch_idx``
+    (``inspect.getfullargspec``, which otherwise rebuilds the signature each time): 60-75 us a step of the
+    LDA preset on one CPU core, 30 with the signature cached; the answer is the same."""
+    method.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
+    return method
 
 
 def step_counters(checkpoint: dict[str, Any], manual: bool) -> None:

@@ -258,6 +258,7 @@ class VAE(pl.LightningModule):
     def automatic_optimization(self, value: bool) -> None:  # LightningModule's __init__ sets it
         pass
 
+    @direct_step.signature_once
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
         if self._compiled_loss is None:
             loss, terms = self.training_loss(x)
