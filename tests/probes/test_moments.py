@@ -55,7 +55,12 @@ def test_blocks_give_the_whole_vector_update_to_the_bit(monkeypatch):
         mean += delta / m
         m2 += delta * (x - mean)
     monkeypatch.setattr(moments, "_BLOCK", 64)
-    b_mean, b_m2 = torch.zeros(1000, dtype=torch.float64), torch.zeros(1000, dtype=torch.float64)
+    b_mean, b_m2 = torch.empty(1000, dtype=torch.float64), torch.zeros(1000, dtype=torch.float64)
     for m, x in enumerate(samples, start=1):
         moments._welford(b_mean, b_m2, x.clone(), m)
     assert torch.equal(b_mean, mean) and torch.equal(b_m2, m2)
+    assert torch.equal(b_mean.signbit(), mean.signbit())  # down to the sign of a zero
+    zero = torch.tensor([-0.0, 0.0], dtype=torch.float64)
+    first = torch.empty(2, dtype=torch.float64)
+    moments._welford(first, torch.zeros(2, dtype=torch.float64), zero.clone(), 1)
+    assert torch.equal(first.signbit(), zero.signbit())
