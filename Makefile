@@ -34,7 +34,7 @@ test: dev
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15 $(ARGS)
 
 # Every speed benchmark, quietly, each figure against its goal (issue 12); DEVICE=cuda where a GPU exists
-# (the CPU-only ones run as they are). About 11-15 minutes on 2 quiet cores.
+# (the CPU-only ones run as they are). 4 to 15 minutes on 2 quiet cores, depending on the machine.
 DEVICE ?= cpu
 bench: dev
 	@$(PY) benchmarks/bench_train.py --device $(DEVICE)
