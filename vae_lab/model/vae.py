@@ -34,7 +34,7 @@ from vae_lab import checkpoint as run_checkpoint
 from vae_lab.distributions.capabilities import sample_support, support_covers
 from vae_lab.errors import ConfigError, check, positive_int
 from vae_lab.estimators.base import Estimator
-from vae_lab.model import direct_step, iw, step_metrics
+from vae_lab.model import direct_step, iw, lean_dispatch, step_metrics
 from vae_lab.model.perplexity import document_log_perplexity
 from vae_lab.model.posteriors import PosteriorHead
 from vae_lab.model.priors import Prior
@@ -42,7 +42,7 @@ from vae_lab.model.priors import Prior
 log = logging.getLogger(__name__)
 
 
-class VAE(pl.LightningModule):
+class VAE(lean_dispatch.LeanDispatch, pl.LightningModule):
     """A variational autoencoder whose gradient estimator is a plug-in.
 
     The test loop (``test_step``) logs the ELBO terms, the importance-weighted ``nll`` and, for count
