@@ -131,3 +131,47 @@ def test_last_ckpt_holds_every_epoch_and_best_ckpt_the_best(tmp_path, monkeypatc
     improved = sum(s > max(scores[:i], default=-float("inf")) for i, s in enumerate(scores))
     assert saves.count("last.ckpt") == len(scores) and saves.count("best.ckpt") == improved
     assert checkpoint_to_resume(callbacks) == checkpoints / "last.ckpt"
+
+
+def ours_and_lightnings(*args, **kwargs):
+    from vae_lab.runs import checkpoints
+
+    return checkpoints.ModelCheckpoint(*args, **kwargs), ModelCheckpoint(*args, **kwargs)
+
+
+def test_the_model_checkpoints_state_key_is_lightnings_and_follows_its_settings(tmp_path):
+    from datetime import timedelta
+
+    settings = [
+        dict(monitor="val/elbo", mode="max"),
+        dict(monitor=None, every_n_train_steps=50),
+        dict(train_time_interval=timedelta(minutes=3)),
+    ]
+    for kwargs in settings:
+        ours, lightnings = ours_and_lightnings(tmp_path, **kwargs)
+        assert ours.state_key == ours.state_key == lightnings.state_key  # built once, then the same string
+        assert "ModelCheckpoint{" in ours.state_key
+    ours, lightnings = ours_and_lightnings(tmp_path, monitor="a")
+    built = []
+    build = ours._generate_state_key
+    ours._generate_state_key = lambda **kwargs: built.append(kwargs) or build(**kwargs)
+    first = [ours.state_key for _ in range(5)][-1]
+    assert len(built) == 1
+    ours.monitor, lightnings.monitor = "b", "b"  # a setting changed later changes the key, as in Lightning
+    assert ours.state_key == lightnings.state_key != first
+    ours.mode, lightnings.mode = "max", "max"
+    assert ours.state_key == lightnings.state_key
+    assert isinstance(ours, ModelCheckpoint)
+
+
+def test_the_runs_checkpoints_are_vae_labs_model_checkpoint():
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from vae_lab.config import CONF_DIR
+    from vae_lab.runs import checkpoints
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["paths.output_dir=/nonexistent"])
+    for name in ("model_checkpoint", "last_checkpoint"):
+        assert type(instantiate(cfg.callbacks[name])) is checkpoints.ModelCheckpoint
