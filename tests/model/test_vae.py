@@ -162,6 +162,32 @@ def test_kl_weight_scales_only_the_kl_term_of_the_surrogate(analytic, weight):
         torch.testing.assert_close(mean_grad, expected)
 
 
+@pytest.mark.parametrize("estimator", [ReparamEstimator(), ImplicitEstimator()])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_at_weight_one_the_surrogate_and_its_gradient_are_those_of_the_weighted_form_bit_for_bit(
+    estimator, dtype
+):
+    """The Python weight 1.0 skips the multiply and the surrogate shares its mean with the reconstruction
+    term; a tensor weight of 1 takes the multiply. Same random numbers: the same bits, values and
+    gradients, and recon is the mean of log p(x|z) at the drawn z."""
+    vae, marginal = linear_gaussian_vae(estimator)
+    vae = vae.to(dtype)
+    x = marginal.sample((8,)).to(dtype)
+    runs = []
+    for weight in (1.0, torch.tensor(1.0, dtype=dtype)):
+        torch.manual_seed(7)
+        terms = vae.elbo(x, kl_weight=weight)
+        grads = torch.autograd.grad(terms["surrogate"].sum(), list(vae.parameters()))
+        runs.append((terms, grads))
+    (plain, plain_grads), (multiplied, multiplied_grads) = runs
+    for name in ("surrogate", "elbo", "recon", "kl"):
+        assert torch.equal(plain[name], multiplied[name]), name
+    assert all(torch.equal(a, b) for a, b in zip(plain_grads, multiplied_grads, strict=True))
+    torch.manual_seed(7)
+    z = vae.q(x).rsample((1,))
+    torch.testing.assert_close(plain["recon"], vae.log_likelihood(x, z).mean(0), rtol=0, atol=0)
+
+
 def test_kl_warmup_weight_rises_linearly_to_one():
     vae, _ = linear_gaussian_vae()
     assert vae.kl_weight() == 1.0  # no warm-up: the ELBO from the first step

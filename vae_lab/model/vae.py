@@ -196,12 +196,14 @@ class VAE(lean_dispatch.LeanDispatch, pl.LightningModule):
             return ll + kl_weight * log_ratio[-1]
 
         est = self.estimator(q, f, n_samples or self.n_samples)
-        surrogate, rec = est.surrogate.mean(0), recon[-1].mean(0)
+        surrogate = est.surrogate.mean(0)
+        rec = surrogate if est.surrogate is recon[-1] else recon[-1].mean(0)  # f(z) itself: one mean
+        at_one = not isinstance(kl_weight, Tensor) and kl_weight == 1.0  # x * 1.0 is x: no multiply
         if self.analytic_kl:
             kl = kl_divergence(q, p)
-            return {"elbo": rec - kl, "recon": rec, "kl": kl, "surrogate": surrogate - kl_weight * kl}
+            weighted = surrogate - (kl if at_one else kl_weight * kl)
+            return {"elbo": rec - kl, "recon": rec, "kl": kl, "surrogate": weighted}
         # f(z) = log p(x|z) + kl_weight * log p(z)/q(z|x); the bound itself is at weight 1
-        at_one = not isinstance(kl_weight, Tensor) and kl_weight == 1.0
         elbo = est.value.mean(0) if at_one else rec + log_ratio[-1].mean(0)
         return {"elbo": elbo, "recon": rec, "kl": rec - elbo, "surrogate": surrogate}
 
@@ -223,8 +225,7 @@ class VAE(lean_dispatch.LeanDispatch, pl.LightningModule):
         with beta = :meth:`kl_weight` (the KL warm-up; 1 without it). Its gradient is the one an optimizer
         step follows; ``training_step`` and the gradient-variance probe both differentiate this function,
         so the probe measures the gradient that trains (whatever estimator is plugged in at the time).
-        ``kl_weight`` overrides beta (the compiled objective takes it as a tensor, see
-        :meth:`compile_training_loss`).
+        ``kl_weight`` overrides beta (the compiled objective takes it as a tensor: compile_training_loss).
         """
         terms = self.elbo(x, kl_weight=self.kl_weight() if kl_weight is None else kl_weight)
         return -terms["surrogate"].mean(), terms
