@@ -201,8 +201,8 @@ class VAE(lean_dispatch.LeanDispatch, pl.LightningModule):
         at_one = not isinstance(kl_weight, Tensor) and kl_weight == 1.0  # x * 1.0 is x: no multiply
         if self.analytic_kl:
             kl = kl_divergence(q, p)
-            weighted = surrogate - (kl if at_one else kl_weight * kl)
-            return {"elbo": rec - kl, "recon": rec, "kl": kl, "surrogate": weighted}
+            surrogate = surrogate - (kl if at_one else kl_weight * kl)
+            return {"elbo": rec - kl, "recon": rec, "kl": kl, "surrogate": surrogate}
         # f(z) = log p(x|z) + kl_weight * log p(z)/q(z|x); the bound itself is at weight 1
         elbo = est.value.mean(0) if at_one else rec + log_ratio[-1].mean(0)
         return {"elbo": elbo, "recon": rec, "kl": rec - elbo, "surrogate": surrogate}
