@@ -9,9 +9,11 @@ defines those hooks, a module that keeps Lightning's ``backward``) the same step
 
     zero_grad -> loss.backward() -> module.on_before_optimizer_step(optimizer) -> optimizer.step()
 
-in the same order on the same tensors, with Lightning's step counter advanced as its optimizer wrapper
-advances it (the manual loop's ``_on_before_step`` / ``_on_after_step``), so ``global_step``, logging,
-checkpoints and resume are those of the wrapped path, bit for bit (``tests/model/test_direct_step.py``).
+in the same order on the same tensors (fused Adam's ``zero_grad`` and ``step`` without torch's own per-step
+Python where that does nothing: :mod:`vae_lab.model.fused_adam`), with Lightning's step counter advanced as
+its optimizer wrapper advances it (the manual loop's ``_on_before_step`` / ``_on_after_step``), so
+``global_step``, logging, checkpoints and resume are those of the wrapped path, bit for bit
+(``tests/model/test_direct_step.py``).
 Anything else (DDP, mixed precision, a profiler, a user's callback with one of the hooks) takes Lightning's
 own path. :func:`step_counters` carries a checkpoint's step count between Lightning's two loops.
 """
@@ -29,6 +31,8 @@ from pytorch_lightning.plugins.precision import DoublePrecision, Precision
 from pytorch_lightning.profilers import PassThroughProfiler
 from pytorch_lightning.strategies import SingleDeviceStrategy
 from torch import Tensor
+
+from vae_lab.model import fused_adam
 
 __all__ = ["applies", "signature_once", "step", "step_counters"]
 
@@ -65,11 +69,12 @@ def step(module: pl.LightningModule, optimizer: LightningOptimizer, loss: Tensor
     """One optimizer step on ``loss``, as ``zero_grad``, ``manual_backward`` and ``optimizer.step()`` take it
     when :func:`applies`: the module's ``on_before_optimizer_step`` runs between backward and step, and the
     manual loop's step counter advances around the step."""
-    optimizer.zero_grad(set_to_none=True)
+    fused_adam.zero_grad(optimizer.optimizer)
     loss.backward()
     module.on_before_optimizer_step(optimizer.optimizer)
     optimizer._on_before_step()  # the manual loop's: counts the step as ready (and starts no profiler)
-    optimizer.optimizer.step()
+    if not fused_adam.step(optimizer.optimizer):  # fused Adam's kernel without torch's wrappers, or torch's
+        optimizer.optimizer.step()
     optimizer._on_after_step()  # counts it as completed: global_step advances
 
 
