@@ -66,3 +66,25 @@ def test_a_run_flushes_subnormals_to_zero_unless_told_not_to(flush):
         torch.set_flush_denormal(False)
     assert (tiny * 1.0).item() > 0  # torch's default: subnormals kept
     assert compose_train([]).flush_denormal is True
+
+
+def test_threads_null_takes_the_cpus_the_process_may_use_not_the_nodes(monkeypatch):
+    """Under SLURM or a cgroup the affinity set is what a job has; os.cpu_count() counts the whole node, and
+    threads=null took that many threads on a few cores."""
+    import torch
+
+    from vae_lab.build import set_threads, usable_cpus
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)
+    try:
+        assert usable_cpus() == 3
+        set_threads(None)
+        assert torch.get_num_threads() == 3
+        set_threads(2)  # a number is taken as it is
+        assert torch.get_num_threads() == 2
+        monkeypatch.delattr("os.sched_getaffinity", raising=False)  # an OS without affinity
+        assert usable_cpus() == 64
+    finally:
+        torch.set_num_threads(before)

@@ -113,13 +113,23 @@ def _source_key(cfg: DictConfig, where: str, key: str) -> str:
     return f"{where}.{key}"
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity set where the OS has one (a SLURM allocation, a
+    cgroup's or ``taskset``'s CPUs), not every core of the node as ``os.cpu_count()`` counts them."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this OS (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def set_threads(threads: int | None) -> None:
-    """Set torch's intra-op threads: ``threads`` (None: all cores), and in a joblib sweep at most
-    cpu_count / n_jobs, so parallel jobs share the cores instead of oversubscribing them; a Ray job runs
-    as many threads as the CPUs Ray assigned it (``hydra.launcher.ray.remote.num_cpus``)."""
+    """Set torch's intra-op threads: ``threads`` (None: every CPU the process may use, :func:`usable_cpus`),
+    and in a joblib sweep at most those CPUs / n_jobs, so parallel jobs share the cores instead of
+    oversubscribing them; a Ray job runs as many threads as the CPUs Ray assigned it
+    (``hydra.launcher.ray.remote.num_cpus``)."""
     from hydra.core.hydra_config import HydraConfig
 
-    cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     check(
         threads is None or (isinstance(threads, int) and threads >= 1),
         "threads",
