@@ -164,3 +164,25 @@ def test_zero_grad_defers_to_an_optimizer_that_overrides_it():
     backward(net, 0, torch.float32, frozen=False)
     fused_adam.zero_grad(opt)
     assert Counting.calls == 1 and all(p.grad is None for p in net.parameters())
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-3, 1e30], ids=["tiny", "moderate", "huge"])
+def test_the_step_is_torchs_bit_for_bit_in_float32_at_the_ends_of_the_gradients_range(scale):
+    """Gradients near float32's smallest normal squares (Adam's second moment underflows) and near its
+    largest (it overflows to inf); a constant added to the objective changes no gradient and no bit."""
+    results = []
+    for fast in (True, False):
+        net = model(torch.float32)
+        opt = adam(net)
+        taken = 0
+        for i in range(5):
+            fused_adam.zero_grad(opt) if fast else opt.zero_grad(set_to_none=True)
+            x = torch.randn(4, 5, generator=torch.Generator().manual_seed(i))
+            (scale * net(x).sum() + 1e6).backward()
+            if fast and fused_adam.step(opt):
+                taken += 1
+            else:
+                opt.step()
+        results.append((net, opt, taken))
+    assert_same(*results)
+    assert results[0][2] == 4  # the first step through torch, the rest direct
