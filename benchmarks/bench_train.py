@@ -19,7 +19,16 @@ is drawn to nowhere: its cost stays, its output goes.
 A third loop in the same rounds (off with --no-floor) says where the difference lies: vae-lab's own
 training step (objective, the logging step's row, the optimizer step), called by a bare Python loop over
 the same batches from inside a running fit (``BareLoop``), so without Lightning's per-batch loop around it.
-Its ratio to the plain loop has no goal; on 2026-12-02 it was 1.009 against Lightning's 1.128.
+Its ratio to the plain loop has no goal; on an Intel Xeon it was 1.009 against Lightning's 1.128.
+
+``--blocks N`` instead splits one Lightning batch into its training step and the rest, within a single fit
+(``Blocks``): after 100 batches of warm-up (a quarter of the epoch where that is less), blocks of N
+Lightning batches alternate with blocks of N training steps in a bare loop (fresh batches from a second
+shuffled loader over the same data), and the training step inside Lightning's batches is timed on its own.
+Alternating every N steps rather than every epoch keeps a machine's drifting speed out of the difference,
+so it resolves a few per cent where epoch rounds cannot; a fit's fixed costs (set-up, the end-of-epoch
+checkpoint) are left out. On an AMD EPYC (2026-12-02): a batch 6272 us, its step 5616 us, the bare loop's
+step 5638 us, so 655 us (10%) of a Lightning batch lies outside the step.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import contextlib
 import os
 import statistics
 import tempfile
+import time
 import warnings
 
 import pytorch_lightning as pl
@@ -73,11 +83,95 @@ class BareLoop(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         pl_module.on_train_start()  # the module's own set-up for the step (its direct step), run early
-        with clock(self.times):
+        with clock(self.times), counted_steps(trainer):
             for batch_idx, batch in enumerate(trainer.train_dataloader):
                 pl_module.training_step(batch, batch_idx)
             _sync()
         trainer.should_stop = True
+
+
+@contextlib.contextmanager
+def counted_steps(trainer: pl.Trainer):
+    """Optimizer steps taken outside Lightning's batches, counted as Lightning's manual loop counts them
+    during a batch (its hooks around the step), so that ``global_step`` advances and the steps that log
+    (every ``log_every_n_steps``) log, as in Lightning's own loop."""
+    manual = trainer.fit_loop.epoch_loop.manual_optimization
+    manual.on_run_start()
+    try:
+        yield
+    finally:
+        manual.on_run_end()
+
+
+class Blocks(pl.Callback):
+    """--blocks: blocks of ``size`` Lightning batches alternating with blocks of ``size`` training steps in a
+    bare loop, in one fit (the module's docstring); per-step seconds of each block in ``lightning``,
+    ``inside`` (the training step within Lightning's batches) and ``bare``."""
+
+    def __init__(self, x: torch.Tensor, batch_size: int, size: int, warmup: int = 100):
+        self.size, self.warmup = size, warmup
+        self.lightning: list[float] = []
+        self.inside: list[float] = []
+        self.bare: list[float] = []
+        self._step_times: list[float] = []
+        self._mark: float | None = None
+        self.steps = 0
+        self._batches = self._stream(x, batch_size)
+
+    @staticmethod
+    def _stream(x: torch.Tensor, batch_size: int):
+        loader = TensorBatches(x, batch_size=batch_size, shuffle=True, seed=1)
+        while True:
+            yield from loader
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        step, times = pl_module.training_step, self._step_times
+
+        def timed(batch: torch.Tensor, batch_idx: int) -> torch.Tensor:  # Lightning reads its signature
+            start = time.perf_counter()
+            out = step(batch, batch_idx)
+            times.append(time.perf_counter() - start)
+            return out
+
+        pl_module.training_step = timed
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if batch_idx < self.warmup or (batch_idx - self.warmup) % self.size:
+            return
+        now = time.perf_counter()
+        if self._mark is not None:
+            self.lightning.append((now - self._mark) / self.size)
+            self.inside.append(statistics.fmean(self._step_times[-self.size :]))
+        with counted_steps(trainer):
+            start = time.perf_counter()
+            for i in range(self.size):  # the batch drawn right before its step, as Lightning's fetcher does
+                pl_module.training_step(next(self._batches), i)  # through `timed`, like Lightning's batches
+            _sync()
+            self.bare.append((time.perf_counter() - start) / self.size)
+        self._mark = time.perf_counter()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.steps = trainer.global_step  # optimizer steps of the fit, the bare loop's included
+
+
+def blocks_report(blocks: Blocks) -> None:
+    n = len(blocks.lightning)
+    outside = [a - b for a, b in zip(blocks.lightning, blocks.inside, strict=True)]
+    lean = [a - b for a, b in zip(blocks.lightning, blocks.bare[:n], strict=True)]
+    us = 1e6
+    print(
+        f"  blocks of {blocks.size}, {n} of each (medians): a Lightning batch "
+        f"{statistics.median(blocks.lightning) * us:.0f} us, its training step "
+        f"{statistics.median(blocks.inside) * us:.0f} us, the step in a bare loop "
+        f"{statistics.median(blocks.bare) * us:.0f} us"
+    )
+    for name, values in (("outside the training step", outside), ("over the bare loop's step", lean)):
+        median, low, high, cover = median_interval(values)
+        share = median / statistics.median(blocks.lightning)
+        print(
+            f"  Lightning's batch {name}: {median * us:.0f} us ({cover:.0%} interval "
+            f"{low * us:.0f}-{high * us:.0f}), {share:.1%} of the batch"
+        )
 
 
 def vae_lab_epoch(
@@ -88,6 +182,7 @@ def vae_lab_epoch(
     device: str,
     times: list[tuple[float, float]],
     bare: bool = False,
+    extra: pl.Callback | None = None,
 ) -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
@@ -108,6 +203,8 @@ def vae_lab_epoch(
     callbacks = group_callbacks(instantiate(c) for c in cfg.callbacks.values())
     if bare:  # the steps timed inside the fit, by BareLoop
         callbacks.append(BareLoop(times))
+    if extra is not None:
+        callbacks.append(extra)
     with quiet():
         trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, enable_progress_bar=True)
         with contextlib.nullcontext() if bare else clock(times):
@@ -157,6 +254,9 @@ def main() -> None:
     parser.add_argument(
         "--no-floor", dest="floor", action="store_false", help="skip the bare loop of vae-lab's step"
     )
+    parser.add_argument(
+        "--blocks", type=int, metavar="N", help="only the split of a Lightning batch, blocks of N steps"
+    )
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench_train: no CUDA device here; skipped (run with --device cpu)")
@@ -166,6 +266,17 @@ def main() -> None:
         configure_torch(compose("train", overrides=[f"threads={args.threads}"]))  # as a run sets torch
     torch.manual_seed(0)
     x = torch.bernoulli(torch.rand(args.examples, D) * 0.3)
+    if args.blocks:
+        batches = -(-args.examples // args.batch_size)
+        blocks = Blocks(x, args.batch_size, args.blocks, warmup=min(100, batches // 4))
+        with tempfile.TemporaryDirectory() as out:
+            vae_lab_epoch(x, args.batch_size, out, args.probe, args.device, [], extra=blocks)
+        print(
+            f"== a Lightning batch, split ({args.examples:,} examples, {args.device}, "
+            f"load {os.getloadavg()[0]:.1f})"
+        )
+        blocks_report(blocks)
+        return
     lab: list[tuple[float, float]] = []
     plain: list[tuple[float, float]] = []
     bare: list[tuple[float, float]] = []
