@@ -27,7 +27,7 @@ Lightning batches alternate with blocks of N training steps in a bare loop (fres
 shuffled loader over the same data), and the training step inside Lightning's batches is timed on its own.
 Alternating every N steps rather than every epoch keeps a machine's drifting speed out of the difference,
 so it resolves a few per cent where epoch rounds cannot; a fit's fixed costs (set-up, the end-of-epoch
-checkpoint) are left out. On an AMD EPYC (2026-12-02): a batch 6272 us, its step 5616 us, the bare loop's
+checkpoint) are left out. On an AMD EPYC: a batch 6272 us, its step 5616 us, the bare loop's
 step 5638 us, so 655 us (10%) of a Lightning batch lies outside the step.
 """
 
