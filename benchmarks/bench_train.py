@@ -23,12 +23,15 @@ Its ratio to the plain loop has no goal; on an Intel Xeon it was 1.009 against L
 
 ``--blocks N`` instead splits one Lightning batch into its training step and the rest, within a single fit
 (``Blocks``): after 100 batches of warm-up (a quarter of the epoch where that is less), blocks of N
-Lightning batches alternate with blocks of N training steps in a bare loop (fresh batches from a second
-shuffled loader over the same data), and the training step inside Lightning's batches is timed on its own.
+Lightning batches alternate with blocks of N training steps in a bare loop and N steps of the plain loop's
+model (fresh batches from a second shuffled loader over the same data), and the training step inside
+Lightning's batches is timed on its own.
 Alternating every N steps rather than every epoch keeps a machine's drifting speed out of the difference,
 so it resolves a few per cent where epoch rounds cannot; a fit's fixed costs (set-up, the end-of-epoch
-checkpoint) are left out. On an AMD EPYC: a batch 6272 us, its step 5616 us, the bare loop's
-step 5638 us, so 655 us (10%) of a Lightning batch lies outside the step.
+checkpoint) are left out. On an AMD EPYC: a batch 4844 us, its step 4379 us, the bare loop's step
+4375 us, the plain loop's 4107 us: 465 us (10%) of a Lightning batch lie outside the step, and a batch is
+1.146 (1.112-1.182) of a plain step. Between fits, the bare / plain ratio moved between 1.00 and 1.06 (where
+each model's tensors happen to lie in memory), more than within one.
 """
 
 from __future__ import annotations
@@ -105,14 +108,18 @@ def counted_steps(trainer: pl.Trainer):
 
 class Blocks(pl.Callback):
     """--blocks: blocks of ``size`` Lightning batches alternating with blocks of ``size`` training steps in a
-    bare loop, in one fit (the module's docstring); per-step seconds of each block in ``lightning``,
-    ``inside`` (the training step within Lightning's batches) and ``bare``."""
+    bare loop and ``size`` steps of the plain loop's model, in one fit (the module's docstring); per-step
+    seconds of each block in ``lightning``, ``inside`` (the training step within Lightning's batches),
+    ``bare`` and ``plain``."""
 
-    def __init__(self, x: torch.Tensor, batch_size: int, size: int, warmup: int = 100):
-        self.size, self.warmup = size, warmup
+    def __init__(self, x: torch.Tensor, batch_size: int, size: int, warmup: int = 100, device: str = "cpu"):
+        self.size, self.warmup, self.device = size, warmup, device
         self.lightning: list[float] = []
         self.inside: list[float] = []
         self.bare: list[float] = []
+        self.plain: list[float] = []
+        self._plain = PlainVAE().to(device)
+        self._plain_opt = torch.optim.Adam(self._plain.parameters(), lr=1e-3, fused=True)
         self._step_times: list[float] = []
         self._mark: float | None = None
         self.steps = 0
@@ -148,6 +155,15 @@ class Blocks(pl.Callback):
                 pl_module.training_step(next(self._batches), i)  # through `timed`, like Lightning's batches
             _sync()
             self.bare.append((time.perf_counter() - start) / self.size)
+        model, opt = self._plain, self._plain_opt
+        start = time.perf_counter()
+        for _ in range(self.size):  # plain_epoch's step
+            loss = model.loss(next(self._batches).to(self.device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        _sync()
+        self.plain.append((time.perf_counter() - start) / self.size)
         self._mark = time.perf_counter()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -156,21 +172,29 @@ class Blocks(pl.Callback):
 
 def blocks_report(blocks: Blocks) -> None:
     n = len(blocks.lightning)
-    outside = [a - b for a, b in zip(blocks.lightning, blocks.inside, strict=True)]
-    lean = [a - b for a, b in zip(blocks.lightning, blocks.bare[:n], strict=True)]
+    bare, plain = blocks.bare[:n], blocks.plain[:n]  # the blocks that ran just before each Lightning block
     us = 1e6
     print(
         f"  blocks of {blocks.size}, {n} of each (medians): a Lightning batch "
         f"{statistics.median(blocks.lightning) * us:.0f} us, its training step "
         f"{statistics.median(blocks.inside) * us:.0f} us, the step in a bare loop "
-        f"{statistics.median(blocks.bare) * us:.0f} us"
+        f"{statistics.median(bare) * us:.0f} us, the plain loop's step {statistics.median(plain) * us:.0f} us"
     )
-    for name, values in (("outside the training step", outside), ("over the bare loop's step", lean)):
+    for name, values in (
+        ("outside the training step", [a - b for a, b in zip(blocks.lightning, blocks.inside, strict=True)]),
+        ("over the bare loop's step", [a - b for a, b in zip(blocks.lightning, bare, strict=True)]),
+    ):
         median, low, high, cover = median_interval(values)
         share = median / statistics.median(blocks.lightning)
         print(
             f"  Lightning's batch {name}: {median * us:.0f} us ({cover:.0%} interval "
             f"{low * us:.0f}-{high * us:.0f}), {share:.1%} of the batch"
+        )
+    for name, top in (("a Lightning batch", blocks.lightning), ("the bare loop's step", bare)):
+        median, low, high, cover = median_interval([a / b for a, b in zip(top, plain, strict=True)])
+        print(
+            f"  {name} / the plain loop's step: {median:.3f} ({cover:.0%} interval {low:.3f}-{high:.3f}; "
+            "no goal: the epoch's ratio also counts a fit's fixed costs)"
         )
 
 
@@ -268,7 +292,7 @@ def main() -> None:
     x = torch.bernoulli(torch.rand(args.examples, D) * 0.3)
     if args.blocks:
         batches = -(-args.examples // args.batch_size)
-        blocks = Blocks(x, args.batch_size, args.blocks, warmup=min(100, batches // 4))
+        blocks = Blocks(x, args.batch_size, args.blocks, min(100, batches // 4), args.device)
         with tempfile.TemporaryDirectory() as out:
             vae_lab_epoch(x, args.batch_size, out, args.probe, args.device, [], extra=blocks)
         print(

@@ -33,7 +33,7 @@ def test_blocks_alternate_lightning_batches_with_bare_steps_that_train(tmp_path)
     assert len(blocks.bare) == marks and len(blocks.lightning) == len(blocks.inside) == marks - 1
     # a block's training steps are part of its Lightning batches: they take less time than the batches
     assert all(0 < step < batch for step, batch in zip(blocks.inside, blocks.lightning, strict=True))
-    assert all(t > 0 for t in blocks.bare)
+    assert len(blocks.plain) == marks and all(t > 0 for t in blocks.bare + blocks.plain)
     # the bare steps are optimizer steps of the same fit, on top of its 30 batches
     assert blocks.steps == 30 + 3 * marks
 
