@@ -38,6 +38,7 @@ test: dev
 DEVICE ?= cpu
 bench: dev
 	@$(PY) benchmarks/bench_train.py --device $(DEVICE)
+	@$(PY) benchmarks/bench_train.py --device $(DEVICE) --blocks 20
 	@$(PY) benchmarks/bench_lda.py --device $(DEVICE)
 	@$(PY) benchmarks/bench_von_mises.py --device $(DEVICE)
 	@$(PY) benchmarks/bench_iw_nll.py --images 100 --repeats 1

@@ -152,7 +152,7 @@ class Blocks(pl.Callback):
         with counted_steps(trainer):
             start = time.perf_counter()
             for i in range(self.size):  # the batch drawn right before its step, as Lightning's fetcher does
-                pl_module.training_step(next(self._batches), i)  # through `timed`, like Lightning's batches
+                pl_module.training_step(next(self._batches).to(self.device), i)  # through `timed`
             _sync()
             self.bare.append((time.perf_counter() - start) / self.size)
         model, opt = self._plain, self._plain_opt
