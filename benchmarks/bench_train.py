@@ -25,13 +25,13 @@ Its ratio to the plain loop has no goal; on an Intel Xeon it was 1.009 against L
 (``Blocks``): after 100 batches of warm-up (a quarter of the epoch where that is less), blocks of N
 Lightning batches alternate with blocks of N training steps in a bare loop and N steps of the plain loop's
 model (fresh batches from a second shuffled loader over the same data), and the training step inside
-Lightning's batches is timed on its own.
-Alternating every N steps rather than every epoch keeps a machine's drifting speed out of the difference,
-so it resolves a few per cent where epoch rounds cannot; a fit's fixed costs (set-up, the end-of-epoch
-checkpoint) are left out. On an AMD EPYC: a batch 4844 us, its step 4379 us, the bare loop's step
-4375 us, the plain loop's 4107 us: 465 us (10%) of a Lightning batch lie outside the step, and a batch is
-1.146 (1.112-1.182) of a plain step. Between fits, the bare / plain ratio moved between 1.00 and 1.06 (where
-each model's tensors happen to lie in memory), more than within one.
+Lightning's batches is timed on its own. Alternating every N steps rather than every epoch keeps a
+machine's drifting speed out of the difference, so it resolves a few per cent where epoch rounds cannot; a
+fit's fixed costs (set-up, the end-of-epoch checkpoint) are left out. On an AMD EPYC: a batch 4844 us, its
+step 4379 us, the bare loop's step 4375 us, the plain loop's 4107 us: 465 us (10%) of a Lightning batch
+lie outside the step, and a batch is 1.146 (1.112-1.182) of a plain step. Between fits, the bare / plain
+ratio moved between 1.00 and 1.06 (where each model's tensors happen to lie in memory), more than within
+one.
 """
 
 from __future__ import annotations
@@ -157,11 +157,8 @@ class Blocks(pl.Callback):
             self.bare.append((time.perf_counter() - start) / self.size)
         model, opt = self._plain, self._plain_opt
         start = time.perf_counter()
-        for _ in range(self.size):  # plain_epoch's step
-            loss = model.loss(next(self._batches).to(self.device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        for _ in range(self.size):
+            plain_step(model, opt, next(self._batches).to(self.device))
         _sync()
         self.plain.append((time.perf_counter() - start) / self.size)
         self._mark = time.perf_counter()
@@ -258,11 +255,15 @@ def plain_epoch(x: torch.Tensor, batch_size: int, device: str, times: list[tuple
     x = x.to(device)
     with clock(times):
         for idx in torch.randperm(x.shape[0], generator=gen).split(batch_size):
-            loss = model.loss(x[idx.to(device)])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            plain_step(model, opt, x[idx.to(device)])
         _sync()
+
+
+def plain_step(model: PlainVAE, opt: torch.optim.Optimizer, batch: torch.Tensor) -> None:
+    loss = model.loss(batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 
 def main() -> None:
