@@ -5,6 +5,8 @@ and ``self.log`` itself wherever Lightning's automatic loop runs."""
 from __future__ import annotations
 
 import csv
+import math
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -125,3 +127,67 @@ def test_a_lightning_without_the_connectors_parts_gets_self_log(tmp_path, monkey
     assert logged.count("train/elbo") == 6  # through self.log
     assert [int(r["step"]) for r in table if r["train/elbo"]] == list(range(2, 18, 3))
     assert "train/elbo" in trainer.callback_metrics
+
+
+class _Logger:
+    """Records the rows it gets and, at each save, how many it had by then."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, dict]] = []
+        self.saves: list[int] = []
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        self.rows.append((step, dict(metrics)))
+
+    def save(self) -> None:
+        self.saves.append(len(self.rows))
+
+
+class _Trainer:
+    """What step_metrics reads of a Trainer to write a row."""
+
+    def __init__(self, logger: _Logger) -> None:
+        self.loggers, self.current_epoch = [logger], 3
+        self.fit_loop = SimpleNamespace(epoch_loop=SimpleNamespace(_batches_that_stepped=0))
+
+
+def test_training_rows_save_the_loggers_at_most_every_save_every_s(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(step_metrics, "_clock", lambda: now[0])
+    monkeypatch.setattr(step_metrics, "SAVE_EVERY_S", 5.0)
+    logger = _Logger()
+    trainer = _Trainer(logger)
+    for i in range(12):  # one row a second
+        trainer.fit_loop.epoch_loop._batches_that_stepped = 10 * i
+        step_metrics._write_row(trainer, {"train/elbo": torch.tensor(-float(i))})
+        now[0] += 1.0
+    assert logger.saves == [1, 6, 11]  # the first row at once, then every 5 s
+    assert logger.rows[4] == (40, {"train/elbo": -4.0, "epoch": 3})  # Lightning's step and epoch
+    step_metrics.save_loggers(trainer)
+    assert logger.saves[-1] == 12
+
+
+def test_a_checkpoint_finds_every_training_row_before_it_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setattr(step_metrics, "SAVE_EVERY_S", math.inf)  # the rows alone save only the first
+    on_disk: list[list[int]] = []
+
+    class CheckpointAt12(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_step == 12:
+                trainer.save_checkpoint(tmp_path / "at12.ckpt")
+                with open(tmp_path / "rows" / "version_0" / "metrics.csv") as f:
+                    on_disk.append([int(r["step"]) for r in csv.DictReader(f) if r["train/elbo"]])
+
+    torch.manual_seed(0)
+    vae = tiny_vae(estimator=ReparamEstimator(), input_dim=4)
+    x = torch.bernoulli(torch.full((72, 4), 0.3), generator=torch.Generator().manual_seed(1))
+    trainer = quiet_trainer(
+        max_epochs=2,
+        log_every_n_steps=3,
+        logger=CSVLogger(tmp_path, name="rows", version=0),
+        callbacks=[CheckpointAt12()],
+    )
+    trainer.fit(vae, train_dataloaders=TensorBatches(x, batch_size=8, shuffle=True, seed=0))
+    assert on_disk == [[2, 5, 8, 11]]  # every row logged before the checkpoint at step 12
+    with open(tmp_path / "rows" / "version_0" / "metrics.csv") as f:  # and all of them after the fit
+        assert [int(r["step"]) for r in csv.DictReader(f) if r["train/elbo"]] == list(range(2, 18, 3))

@@ -379,6 +379,7 @@ class VAE(lean_dispatch.LeanDispatch, pl.LightningModule):
         return self.optimizer_factory(self.parameters())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        step_metrics.save_loggers(self.trainer)  # the training rows before a checkpoint, on disk before it
         if self.run_config is not None:  # what `vae-lab eval` rebuilds this model from
             checkpoint[run_checkpoint.KEY] = run_checkpoint.record(self.run_config)
 
