@@ -84,11 +84,13 @@ def _configured_checkpoints(dirpath):
     return [instantiate(cfg.callbacks[name]) for name in ("model_checkpoint", "last_checkpoint")]
 
 
+@pytest.mark.parametrize("best_hook", ["on_train_epoch_end", "on_validation_end"])
 @pytest.mark.parametrize("scores", [[1.0, 3.0, 2.0, 0.5], [4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
-def test_last_ckpt_holds_every_epoch_and_best_ckpt_the_best(tmp_path, monkeypatch, scores):
+def test_last_ckpt_holds_every_epoch_and_best_ckpt_the_best(tmp_path, monkeypatch, scores, best_hook):
     """Under the installed Lightning: last.ckpt is written after every validation, also when val/elbo did
-    not improve (Lightning 2.6's save_last writes it only with a new best), and best.ckpt at each new best;
-    a checkpoint is written once per epoch, twice only when the best improved."""
+    not improve (Lightning 2.6's save_last writes it only with a new best), and best.ckpt at each new best.
+    The state is dumped once per epoch: where best.ckpt was just written, last.ckpt is a copy of it. Where
+    best.ckpt is saved in another hook (``on_validation_end``), last.ckpt is dumped every epoch."""
     import warnings
 
     import pytorch_lightning as pl
@@ -101,6 +103,7 @@ def test_last_ckpt_holds_every_epoch_and_best_ckpt_the_best(tmp_path, monkeypatc
             return super().validation_step(batch, batch_idx)
 
     callbacks = _configured_checkpoints(tmp_path)
+    callbacks[0]._save_on_train_epoch_end = best_hook == "on_train_epoch_end"
     saves: list[str] = []
     real_save = pl.Trainer.save_checkpoint
 
@@ -129,7 +132,11 @@ def test_last_ckpt_holds_every_epoch_and_best_ckpt_the_best(tmp_path, monkeypatc
     assert (last["epoch"], best["epoch"]) == (len(scores) - 1, best_epoch)
     assert trainer.checkpoint_callback is callbacks[0]
     improved = sum(s > max(scores[:i], default=-float("inf")) for i, s in enumerate(scores))
-    assert saves.count("last.ckpt") == len(scores) and saves.count("best.ckpt") == improved
+    copied = improved if best_hook == "on_train_epoch_end" else 0  # epochs where last.ckpt copies best.ckpt
+    assert saves.count("last.ckpt") == len(scores) - copied and saves.count("best.ckpt") == improved
+    same_bytes = (checkpoints / "last.ckpt").read_bytes() == (checkpoints / "best.ckpt").read_bytes()
+    assert same_bytes == (best_hook == "on_train_epoch_end" and best_epoch == len(scores) - 1)
+    assert not list(checkpoints.glob("*.tmp"))
     assert checkpoint_to_resume(callbacks) == checkpoints / "last.ckpt"
 
 

@@ -6,12 +6,15 @@ built once."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from weakref import proxy
 
 import pytorch_lightning as pl
+from fsspec.implementations.local import LocalFileSystem
 from pytorch_lightning.callbacks import Callback, OnExceptionCheckpoint
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from pytorch_lightning.trainer.states import TrainerFn
@@ -66,7 +69,16 @@ class InterruptCheckpoint(Callback):
 
 class ModelCheckpoint(LightningModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` (``conf/callbacks/model_checkpoint.yaml``, ``last_checkpoint.yaml``)
-    whose ``state_key`` is built once per setting.
+    whose ``state_key`` is built once per setting, and which copies a checkpoint that another of the fit's
+    ModelCheckpoints has just written instead of writing the same state again.
+
+    A run writes best.ckpt where val/elbo improved and then last.ckpt, in the same hook at the same step:
+    the same state, dumped and pickled twice (8 ms a save of the default digits model, 38 saves in its 20
+    epochs: 15% of its fit). Where this callback saves at the moment (step, epoch and hook) at which another
+    of this class saved, with the same ``save_weights_only``, on one process and a local file system, its
+    file is an atomic copy of the other's (:meth:`_save_checkpoint`). The copy differs from a dump of its
+    own only in this callback's own state from before the save (its paths, the same strings after its first
+    save), which resume does not need.
 
     Lightning reads every callback's ``state_key`` on each hook call of each step, to name a profiler
     section, even when no profiler runs; a ModelCheckpoint builds its key from its settings each time (about
@@ -87,6 +99,51 @@ class ModelCheckpoint(LightningModelCheckpoint):
         if cached is None or cached[0] != settings:
             cached = self.__dict__["_state_key_for"] = (settings, super().state_key)
         return cached[1]
+
+    #: (moment, path, save_weights_only) of this callback's latest save; moment: :func:`_moment`
+    _saved: tuple[tuple[int, int, str | None], str, bool] | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._saved = None  # a save of an earlier fit is no source for this one
+        super().setup(trainer, pl_module, stage)
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        source = self._same_state_saved(trainer, filepath)
+        if source is None:
+            super()._save_checkpoint(trainer, filepath)
+        else:  # Lightning's save with the file copied, not dumped
+            copy_atomically(source, filepath)
+            self._last_global_step_saved = trainer.global_step
+            self._last_checkpoint_saved = filepath
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+        self._saved = (_moment(trainer), filepath, self.save_weights_only)
+
+    def _same_state_saved(self, trainer: pl.Trainer, filepath: str) -> str | None:
+        """The file another of the fit's ModelCheckpoints of this class saved at this moment, if it can be
+        copied to ``filepath`` (see the class's docstring); else None."""
+        if trainer.world_size != 1 or not isinstance(self._fs, LocalFileSystem):
+            return None
+        now = (_moment(trainer), self.save_weights_only)
+        for other in trainer.checkpoint_callbacks:
+            saved = other._saved if isinstance(other, ModelCheckpoint) and other is not self else None
+            if saved is not None and (saved[0], saved[2]) == now and os.path.isfile(saved[1]):
+                if os.path.abspath(saved[1]) != os.path.abspath(filepath):
+                    return saved[1]
+        return None
+
+
+def _moment(trainer: pl.Trainer) -> tuple[int, int, str | None]:
+    """Where in the fit a save happens: the step, the epoch and the hook Lightning is calling."""
+    module = trainer.lightning_module
+    return trainer.global_step, trainer.current_epoch, getattr(module, "_current_fx_name", None)
+
+
+def copy_atomically(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Copy ``source`` to ``target`` through a temporary file beside it: ``target`` is never half written."""
+    temporary = f"{target}.tmp"
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
 
 
 def newest_state_file(callback: LightningModelCheckpoint) -> Path | None:
