@@ -107,9 +107,12 @@ class VAE(lean_dispatch.LeanDispatch, pl.LightningModule):
         with torch.no_grad():
             q_example = posterior(torch.zeros(1, posterior.param_dim))
         if not estimator.supports(q_example):
+            from vae_lab.config import estimators_for
+
+            allowed = ", ".join(estimators_for(q_example)) or "none"
             raise ConfigError(
                 "estimator",
-                f"estimators for the {posterior.family} posterior: {_estimators_for(q_example)}",
+                f"estimators for the {posterior.family} posterior: {allowed}",
                 type(estimator).__name__,
             )
         self.posterior, self.prior, self.estimator, self.likelihood = posterior, prior, estimator, likelihood
@@ -393,9 +396,3 @@ def _check_optimizer(factory: Callable[..., torch.optim.Optimizer]) -> None:
         factory([nn.Parameter(torch.zeros(1))])
     except (ValueError, TypeError, RuntimeError) as err:
         raise ConfigError("optimizer", str(err), detail=f"optimizer: {err}") from err
-
-
-def _estimators_for(q: Distribution) -> str:
-    from vae_lab.config import estimators_for
-
-    return ", ".join(estimators_for(q)) or "none"
