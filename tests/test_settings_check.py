@@ -20,6 +20,8 @@ BAD = [
     ("test=maybe", "test='maybe' is not allowed; expected true or false"),
     ("flush_denormal=2", "flush_denormal=2 is not allowed; expected true or false"),
     ("compile=maybe", "compile='maybe' is not allowed; expected true or false"),
+    ("steps_per_batch=0", "steps_per_batch=0 is not allowed; expected an integer >= 1"),
+    ("steps_per_batch=2.5", "steps_per_batch=2.5 is not allowed"),
     ("trainer.max_epochs=2.5", "trainer.max_epochs=2.5 is not allowed; expected an integer >= -1"),
     ("trainer.max_steps=-5", "trainer.max_steps=-5 is not allowed"),
     ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps=0 is not allowed"),

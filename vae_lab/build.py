@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab import checkpoint
-from vae_lab.errors import ConfigError, check, one_line
+from vae_lab.errors import ConfigError, check, one_line, positive_int
 from vae_lab.launchers import ray_threads
 
 #: config groups composed into the model; the VAE names them in its errors (``estimator``: unsupported
@@ -39,6 +39,7 @@ def build(cfg: DictConfig, datamodule: Any | None = None) -> tuple[Any, Any]:
         datamodule = instantiate_key(cfg, "data")
     model = instantiate_key(cfg, "model", input_dim=datamodule.input_dim)
     model.run_config = run_config
+    model.steps_per_batch = positive_int("steps_per_batch", cfg.get("steps_per_batch", 1))
     return datamodule, model
 
 

@@ -54,6 +54,7 @@ RULES: dict[str, Rule] = {
     "test": BOOL,
     "flush_denormal": BOOL,
     "compile": BOOL,
+    "steps_per_batch": int_at_least(1),
     "trainer.max_epochs": int_at_least(-1, null=True),
     "trainer.max_steps": int_at_least(-1),
     "trainer.min_epochs": int_at_least(0, null=True),

@@ -15,6 +15,8 @@ import pytorch_lightning as pl
 
 
 class SignalAtStep(pl.Callback):
+    multi_step_hooks = "each"  # at the end of the K-th step, also within a Lightning batch of several
+
     def __init__(self, step: int, signum: str = "SIGTERM") -> None:
         self.step = step
         self.signum = signal.Signals[signum]

@@ -13,6 +13,8 @@ import pytorch_lightning as pl
 
 
 class SlowSteps(pl.Callback):
+    multi_step_hooks = "each"  # every step, also within a Lightning batch of several
+
     def __init__(self, seconds: float = 0.05) -> None:
         self.seconds = seconds
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from torch import Tensor
 from vae_lab.data.checks import check_bool, check_int
 from vae_lab.data.download import resolve_data_dir
 from vae_lab.data.noise import InputNoise, check_noise
+from vae_lab.data.step_batches import StepBatches
 from vae_lab.errors import ConfigError
 from vae_lab.seeds import derived_seed
 
@@ -32,31 +34,28 @@ log = logging.getLogger(__name__)
 
 
 class TensorBatches:
-    """Iterate over ``data`` in batches of ``batch_size`` rows; yields one tensor per batch.
+    """Iterate over ``data`` in batches of ``batch_size`` rows; yields one tensor per batch (or
+    :class:`~vae_lab.data.step_batches.StepBatches` of ``steps_per_batch`` batches, where that is above 1).
 
     With ``shuffle`` each epoch (each ``iter()``) draws a fresh permutation from this object's own
     ``torch.Generator`` seeded by ``seed``; the same seed gives the same sequence of batches.
-    ``transform(x, generator)`` is applied per batch (for example dynamic binarization,
-    ``torch.bernoulli(x, generator=generator)``); it gets a second generator, so that the permutation
-    does not depend on what the transform draws.
+    ``transform(x, generator)`` is applied per batch (e.g. dynamic binarization, ``torch.bernoulli``) with
+    a second generator, so that the permutation does not depend on what the transform draws.
 
     For data parallel training give ``num_replicas`` and ``rank``: every replica draws the same
-    permutation (same seed) and takes every ``num_replicas``-th row of it, after dropping the tail
-    that does not divide evenly, so all replicas run the same number of batches; the transform
-    generator is seeded per rank.
+    permutation (same seed) and takes every ``num_replicas``-th row of it, after dropping the tail that
+    does not divide evenly (the same number of batches everywhere); the transform's seed is per rank.
 
     ``state_dict()``/``load_state_dict()`` capture the generators as they were at the start of the
     current epoch and the number of batches handed out, so a restored object replays the rest of that
     epoch exactly. Lightning saves this state in checkpoints and restores it on a mid-epoch resume;
     :class:`InMemoryDataModule` carries it over an epoch-boundary resume as well.
 
-    ``data`` stays where it is, on the CPU (Lightning then moves each batch to the model's device) or
-    already on the model's device (:meth:`InMemoryDataModule.setup` puts it there on an accelerator).
-    The permutation is drawn by a CPU generator whatever the device, so the batches hold the same rows
-    everywhere, and moved to the data's device once per epoch; the transform's generator lives on the
-    data's device, so that a batch is transformed where it is (on a GPU its draws differ from the CPU's,
-    and a checkpoint's transform stream continues only on the same kind of device). Unshuffled batches
-    without a transform are views of ``data`` (no copy): do not modify a batch in place.
+    ``data`` stays where it is: on the CPU (Lightning moves each batch) or on the model's device
+    (:meth:`InMemoryDataModule.setup` puts it there). The permutation is drawn on the CPU whatever the
+    device (the same rows everywhere) and moved once per epoch; the transform draws on the data's device
+    (a GPU's draws differ from a CPU's; a transform stream resumes on the same kind of device only).
+    Unshuffled batches without a transform are views of ``data``: do not modify a batch in place.
     """
 
     def __init__(
@@ -78,19 +77,15 @@ class TensorBatches:
             raise ValueError(f"rank must be in [0, num_replicas={num_replicas}), got {rank}")
         if not isinstance(data, Tensor) or data.dim() < 1:
             raise ValueError("data must be a torch.Tensor with at least one dimension")
-        self.data = data
-        self.batch_size = batch_size
-        self.shuffle = bool(shuffle)
-        self.drop_last = bool(drop_last)
-        self.seed = int(seed)
-        self.transform = transform
-        self.num_replicas = num_replicas
-        self.rank = rank
+        self.data, self.batch_size, self.transform = data, batch_size, transform
+        self.shuffle, self.drop_last, self.seed = bool(shuffle), bool(drop_last), int(seed)
+        self.num_replicas, self.rank = num_replicas, rank
         self.generator = torch.Generator(device="cpu").manual_seed(self.seed)
         self.transform_generator = _generator_on(data.device).manual_seed(self._transform_seed())
         self._epoch_start_state = self._generator_states()
         self._position = 0  # batches handed out in the current epoch
         self._skip = 0  # batches to replay silently on the next iter() after load_state_dict
+        self.steps_per_batch = 1  # > 1: StepBatches of so many (set by the model: vae_lab.model.multi_step)
 
     def _transform_seed(self) -> int:
         return derived_seed(self.seed, self.rank, 1)
@@ -123,23 +118,42 @@ class TensorBatches:
             order = order[: self.num_rows * self.num_replicas][self.rank :: self.num_replicas]
         return order.to(self.data.device)  # once per epoch; a no-op on the CPU
 
-    def __iter__(self) -> Iterator[Tensor]:
+    def __iter__(self) -> Iterator[Tensor | StepBatches]:
+        """The epoch's batches, or StepBatches of ``steps_per_batch`` of them (read at the first batch: a
+        model sets it as training starts, after Lightning asked for the iterator). Its position is a
+        cursor: :meth:`unused` moves it back, and the next group starts there."""
         skip, self._skip = self._skip, 0
         self._epoch_start_state = self._generator_states()
         self._position = 0
-        order = self._indices()
-        bs = self.batch_size
-        for i in range(len(self)):
-            if order is None:
-                x = self.data[i * bs : (i + 1) * bs]
-            else:  # index_select: half the time of advanced indexing for a batch of rows, same values
-                x = self.data.index_select(0, order[i * bs : (i + 1) * bs])
-            if self.transform is not None:
-                # skipped batches still draw, so the random stream after a resume is the original one
-                x = self.transform(x, self.transform_generator)
-            self._position = i + 1
-            if i >= skip:
-                yield x
+        order, k, n = self._indices(), self.steps_per_batch, len(self)
+        self._drawn: deque[Tensor] = deque(maxlen=k)  # the transform's states before a group's draws
+        for _ in range(skip):  # skipped batches still draw: the random stream after a resume is the original
+            self._take(order, k)
+        while self._position < n:
+            if k == 1:
+                yield self._take(order, k)
+            else:
+                yield StepBatches(self._take(order, k) for _ in range(min(k, n - self._position)))
+
+    def _take(self, order: Tensor | None, k: int) -> Tensor:
+        i, bs = self._position, self.batch_size
+        if order is None:
+            x = self.data[i * bs : (i + 1) * bs]
+        else:  # index_select: half the time of advanced indexing for a batch of rows, same values
+            x = self.data.index_select(0, order[i * bs : (i + 1) * bs])
+        if self.transform is not None:
+            if k > 1:
+                self._drawn.append(self.transform_generator.get_state())
+            x = self.transform(x, self.transform_generator)
+        self._position = i + 1
+        return x
+
+    def unused(self, batches: int) -> None:
+        """The last ``batches`` handed out went unused (a fit stopped inside StepBatches): the position and
+        the transform's draws go back to the first of them, where the next group or a resume takes up."""
+        self._position -= batches
+        if self.transform is not None and batches > 0:
+            self.transform_generator.set_state(self._drawn[-batches])
 
     # resumable state ----------------------------------------------------------------------------
     def state_dict(self, batches_per_epoch: float | None = None) -> dict[str, Any]:
@@ -382,10 +396,5 @@ class InMemoryDataModule(pl.LightningDataModule):
 
 
 def _same_layout(a: TensorBatches, b: TensorBatches) -> bool:
-    return (
-        a.data is b.data
-        and a.batch_size == b.batch_size
-        and a.seed == b.seed
-        and a.num_replicas == b.num_replicas
-        and a.rank == b.rank
-    )
+    layout = ("batch_size", "seed", "num_replicas", "rank")
+    return a.data is b.data and all(getattr(a, name) == getattr(b, name) for name in layout)

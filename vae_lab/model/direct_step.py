@@ -34,13 +34,13 @@ from torch import Tensor
 
 from vae_lab.model import fused_adam
 
-__all__ = ["applies", "signature_once", "step", "step_counters"]
+__all__ = ["applies", "listens", "signature_once", "step", "step_counters"]
 
 #: the hooks that Lightning's wrapped backward and optimizer step call on every callback and the module
 STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 
 
-def _listens(callback: Callback, hook: str) -> bool:
+def listens(callback: Callback, hook: str) -> bool:
     """Whether ``callback`` does something in ``hook``: a method of its own (or, as a ``CallbackGroup`` sets
     them, an attribute of the instance)."""
     return hook in vars(callback) or getattr(type(callback), hook, None) is not getattr(Callback, hook)
@@ -56,7 +56,7 @@ def applies(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
         return False
     if trainer.gradient_clip_val or trainer.accumulate_grad_batches != 1:
         return False
-    if any(_listens(callback, hook) for callback in trainer.callbacks for hook in STEP_HOOKS):
+    if any(listens(callback, hook) for callback in trainer.callbacks for hook in STEP_HOOKS):
         return False
     lightning = pl.LightningModule
     return all(

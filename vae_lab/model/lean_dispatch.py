@@ -28,6 +28,8 @@ from pytorch_lightning.profilers import PassThroughProfiler
 from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch import Tensor
 
+from vae_lab.data.step_batches import StepBatches
+
 __all__ = ["TRANSFER_HOOKS", "LeanDispatch", "default_transfer"]
 
 #: the batch-transfer hooks a module or data module may override (Lightning's shared data hooks)
@@ -69,7 +71,10 @@ class LeanDispatch:
         super().setup(stage)  # type: ignore[misc]
 
     def _unchanged_by_transfer(self, batch: Any, device: torch.device | None = None) -> bool:
-        """Whether Lightning's transfer hooks would return ``batch`` itself (a tensor on ``device``)."""
+        """Whether Lightning's transfer hooks would return ``batch`` itself (a tensor on ``device``, or
+        StepBatches of such tensors)."""
+        if type(batch) is StepBatches:
+            return all(self._unchanged_by_transfer(x, device) for x in batch)
         return self._plain_transfer and type(batch) is Tensor and (device is None or batch.device == device)
 
     def _on_before_batch_transfer(self, batch: Any, dataloader_idx: int = 0) -> Any:

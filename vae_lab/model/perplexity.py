@@ -22,3 +22,11 @@ def perplexity(elbo: Tensor, x: Tensor) -> float:
     """exp of the mean over documents of -ELBO_d / N_d, for one set of documents in one go."""
     ratio, weight = document_log_perplexity(elbo, x)
     return float(((ratio * weight).sum() / weight.sum()).exp())
+
+
+def accumulate(sums: dict[str, Tensor], split: str, elbo: Tensor, x: Tensor) -> None:
+    """Add a batch's documents to ``sums[split]``: the sum of their -ELBO_d / N_d and their number, kept on
+    the device (no synchronization per batch); their ratio, exponentiated, is the split's perplexity."""
+    ratio, weight = document_log_perplexity(elbo, x)
+    batch = torch.stack([(ratio * weight).sum(), weight.sum()])
+    sums[split] = sums[split] + batch if split in sums else batch

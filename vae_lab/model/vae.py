@@ -31,11 +31,11 @@ from torch.distributions import Distribution, constraints, kl_divergence
 
 import vae_lab.distributions.kl  # noqa: F401  (registers vae-lab's closed-form KLs)
 from vae_lab import checkpoint as run_checkpoint
+from vae_lab.data.step_batches import StepBatches
 from vae_lab.distributions.capabilities import sample_support, support_covers
 from vae_lab.errors import ConfigError, check, positive_int
 from vae_lab.estimators.base import Estimator
-from vae_lab.model import direct_step, iw, lean_dispatch, step_metrics
-from vae_lab.model.perplexity import document_log_perplexity
+from vae_lab.model import direct_step, iw, lean_dispatch, multi_step, perplexity, step_metrics
 from vae_lab.model.posteriors import PosteriorHead
 from vae_lab.model.priors import Prior
 
@@ -74,6 +74,7 @@ class VAE(lean_dispatch.LeanDispatch, pl.LightningModule):
     run_config: dict[str, Any] | None = None
     #: a list set by `vae-lab eval per_example=true`: the test loop adds each batch's (elbo, recon, kl, nll)
     per_example: list[Tensor] | None = None
+    steps_per_batch: int = 1  #: optimizer steps per Lightning batch (the run's top-level key, set by build)
 
     def __init__(
         self,
@@ -97,12 +98,8 @@ class VAE(lean_dispatch.LeanDispatch, pl.LightningModule):
         self.n_samples = positive_int("n_samples", n_samples)
         self.iw_samples = positive_int("iw_samples", iw_samples)
         self.iw_chunk = positive_int("iw_chunk", iw_chunk)
-        check(
-            isinstance(kl_warmup_steps, int) and kl_warmup_steps >= 0,
-            "kl_warmup_steps",
-            "an integer >= 0",
-            kl_warmup_steps,
-        )
+        warmup_ok = isinstance(kl_warmup_steps, int) and kl_warmup_steps >= 0
+        check(warmup_ok, "kl_warmup_steps", "an integer >= 0", kl_warmup_steps)
         self.kl_warmup_steps = kl_warmup_steps
         with torch.no_grad():
             q_example = posterior(torch.zeros(1, posterior.param_dim))
@@ -130,6 +127,7 @@ class VAE(lean_dispatch.LeanDispatch, pl.LightningModule):
         self.counts = bool(getattr(likelihood, "counts", False))
         self._perplexity_sums: dict[str, Tensor] = {}
         self._direct_step = False  # set per fit in on_train_start (vae_lab.model.direct_step)
+        self._multi_step = multi_step.Plan()  # likewise (vae_lab.model.multi_step)
         self._compiled_loss: Callable[..., tuple[Tensor, dict[str, Tensor]]] | None = None
         self._prior_params = [p for p in prior.parameters() if p.requires_grad]
         self.prior_freeze_steps = int(getattr(prior, "freeze_steps", 0) or 0)
@@ -246,13 +244,12 @@ class VAE(lean_dispatch.LeanDispatch, pl.LightningModule):
     # -- Lightning hooks -------------------------------------------------------------------------
     @property
     def automatic_optimization(self) -> bool:
-        """False: ``training_step`` takes the optimizer step itself (Lightning's manual optimization),
-        which skips the closure and the hooks of Lightning's automatic loop (zero_grad, backward and step
-        wrapped per step); the step is the same computation in the same order. Gradient clipping
-        (``trainer.gradient_clip_val``) and accumulation (``trainer.accumulate_grad_batches``) are
-        Lightning's automatic features: with either set, the automatic loop runs instead. Where nothing
-        listens to Lightning's backward and optimizer-step hooks the step skips their wrappers too
-        (:mod:`vae_lab.model.direct_step`). Outside a Trainer, ``training_step`` only returns the loss."""
+        """False: ``training_step`` takes the optimizer step itself (Lightning's manual optimization), the
+        same computation in the same order without the automatic loop's closure and per-step hooks. With
+        gradient clipping or accumulation (``trainer.gradient_clip_val``, ``accumulate_grad_batches``),
+        Lightning's features, the automatic loop runs instead. Where nothing listens to Lightning's step
+        hooks the step skips their wrappers too (:mod:`vae_lab.model.direct_step`) and may take several
+        steps per batch (:mod:`vae_lab.model.multi_step`). Outside a Trainer it only returns the loss."""
         trainer = self._trainer
         if trainer is None:
             return True
@@ -263,7 +260,12 @@ class VAE(lean_dispatch.LeanDispatch, pl.LightningModule):
         pass
 
     @direct_step.signature_once
-    def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
+    def training_step(self, x: Tensor | StepBatches, batch_idx: int) -> Tensor:
+        if type(x) is StepBatches:  # one optimizer step per minibatch (steps_per_batch)
+            return multi_step.run(self, x, batch_idx, self._train_step)
+        return self._train_step(x)
+
+    def _train_step(self, x: Tensor) -> Tensor:
         if self._compiled_loss is None:
             loss, terms = self.training_loss(x)
         elif self.kl_warmup_steps > 0:  # the weight as a tensor: its change recompiles nothing
@@ -288,6 +290,10 @@ class VAE(lean_dispatch.LeanDispatch, pl.LightningModule):
 
     def on_train_start(self) -> None:
         self._direct_step = not self.automatic_optimization and direct_step.applies(self.trainer, self)
+        self._multi_step = multi_step.plan(self.trainer, self, self.steps_per_batch, self._direct_step)
+
+    def on_train_epoch_start(self) -> None:
+        multi_step.start_epoch(self.trainer, self._multi_step)
 
     def kl_weight(self) -> float:
         """beta of the KL warm-up at the current optimizer step (1.0 without warm-up)."""
@@ -335,12 +341,8 @@ class VAE(lean_dispatch.LeanDispatch, pl.LightningModule):
                 p.grad = None
 
     def _update_perplexity(self, split: str, x: Tensor, elbo: Tensor) -> None:
-        if not self.counts:
-            return
-        ratio, weight = document_log_perplexity(elbo.detach(), x)
-        sums = torch.stack([(ratio * weight).sum(), weight.sum()])  # stays on the device: no sync per batch
-        previous = self._perplexity_sums.get(split)
-        self._perplexity_sums[split] = sums if previous is None else previous + sums
+        if self.counts:
+            perplexity.accumulate(self._perplexity_sums, split, elbo.detach(), x)
 
     def _log_perplexity(self, split: str) -> None:
         sums = self._perplexity_sums.pop(split, None)

@@ -45,6 +45,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
+from vae_lab.data.step_batches import step_args
 from vae_lab.errors import check, positive_int
 from vae_lab.probes.moments import GradientMoments, gradient_moments, parameter_groups
 from vae_lab.probes.rng import isolated, seed_generators
@@ -94,6 +95,8 @@ class GradientVarianceProbe(pl.Callback):
         compare: names of other estimators to measure at the same parameters and batch.
         seed: seeds the choice of the batch and the probe's random numbers.
     """
+
+    multi_step_hooks = "each"  #: measures after any step, also within a batch (vae_lab.model.multi_step)
 
     def __init__(
         self,
@@ -213,6 +216,7 @@ class GradientVarianceProbe(pl.Callback):
             return
         if not trainer.is_global_zero:
             return
+        batch, _ = step_args(batch, batch_idx, end=True)  # one step of several in a Lightning batch
         self._last_step = step  # with gradient accumulation a step spans several batches
         started = time.perf_counter()
         metrics = self.measure(trainer, pl_module, batch)

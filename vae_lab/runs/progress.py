@@ -12,6 +12,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
 
+from vae_lab.data.step_batches import step_args
+
 log = logging.getLogger("vae_lab.progress")
 
 
@@ -30,7 +32,16 @@ def progress_bar(refresh_rate: int = 20, log_every_n_steps: int = 100) -> Progre
 class TQDMBar(TQDMProgressBar):
     """Lightning's TQDM bar, whose test bar moves on every batch whatever ``refresh_rate`` (a test batch,
     with its importance-weighted NLL from thousands of samples, takes seconds, not milliseconds);
-    ``refresh_rate=0`` still draws nothing."""
+    ``refresh_rate=0`` still draws nothing. It counts training steps also where a Lightning batch holds
+    several (``steps_per_batch``)."""
+
+    multi_step_hooks = "once"  #: the bar moves at Lightning's batches (vae_lab.model.multi_step)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        batch, batch_idx = step_args(batch, batch_idx, end=True)  # the last step's index in the epoch
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_test_batch_end(
         self,
@@ -50,6 +61,8 @@ class LogProgress(ProgressBar):
     """A progress "bar" that writes lines to the log (INFO: train.log, not the terminal): the step, the
     epoch, the rate and the progress-bar metrics, every ``every_n_steps`` training steps (0: never) and
     after each validation."""
+
+    multi_step_hooks = "each"  #: a line at every n-th step (vae_lab.model.multi_step)
 
     def __init__(self, every_n_steps: int = 100) -> None:
         super().__init__()
