@@ -89,17 +89,20 @@ def step_times(datamodule, variants: dict[str, list[str]], steps: int, repeats: 
 
 
 class StepTimer(pl.Callback):
+    """Seconds and optimizer steps from the first Lightning batch that ends at or after step ``skip``."""
+
+    multi_step_hooks = "once"  # Lightning's batches, of several steps each (steps_per_batch)
+
     def __init__(self, skip: int):
-        self.skip, self.start, self.steps = skip, None, 0
+        self.skip, self.start, self.first, self.steps = skip, None, 0, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.skip:
+        if self.start is None and trainer.global_step >= self.skip:
             _sync()
-            self.start = time.perf_counter()
-        elif trainer.global_step > self.skip:
-            self.steps += 1
+            self.start, self.first = time.perf_counter(), trainer.global_step
+        elif self.start is not None:
             _sync()
-            self.elapsed = time.perf_counter() - self.start
+            self.elapsed, self.steps = time.perf_counter() - self.start, trainer.global_step - self.first
 
 
 def lightning_ms_per_step(datamodule, steps: int, overrides: list[str], device: str) -> float:

@@ -16,22 +16,24 @@ and in the CPU time of the process (which moves less when other jobs share the c
 the two agree). The verdict is "ok" only where the whole interval is within the goal. The progress bar
 is drawn to nowhere: its cost stays, its output goes.
 
-A third loop in the same rounds (off with --no-floor) says where the difference lies: vae-lab's own
-training step (objective, the logging step's row, the optimizer step), called by a bare Python loop over
-the same batches from inside a running fit (``BareLoop``), so without Lightning's per-batch loop around it.
-Its ratio to the plain loop has no goal; on an Intel Xeon it was 1.009 against Lightning's 1.128.
+vae-lab runs with the config's ``steps_per_batch`` (10: Lightning's per-batch loop once per 10 optimizer
+steps; ``--steps-per-batch K`` sets it). Two more loops in the same rounds say where the difference lies:
+vae-lab with ``steps_per_batch=1`` (one step per Lightning batch; left out where the main row is that), and
+(off with --no-floor) vae-lab's own training step (objective, the logging step's row, the optimizer step),
+called by a bare Python loop over the same batches from inside a running fit (``BareLoop``), so without
+Lightning's loop around it. Their ratios to the plain loop have no goal.
 
-``--blocks N`` instead splits one Lightning batch into its training step and the rest, within a single fit
-(``Blocks``): after 100 batches of warm-up (a quarter of the epoch where that is less), blocks of N
-Lightning batches alternate with blocks of N training steps in a bare loop and N steps of the plain loop's
-model (fresh batches from a second shuffled loader over the same data), and the training step inside
-Lightning's batches is timed on its own. Alternating every N steps rather than every epoch keeps a
-machine's drifting speed out of the difference, so it resolves a few per cent where epoch rounds cannot; a
-fit's fixed costs (set-up, the end-of-epoch checkpoint) are left out. On an AMD EPYC: a batch 4844 us, its
-step 4379 us, the bare loop's step 4375 us, the plain loop's 4107 us: 465 us (10%) of a Lightning batch
-lie outside the step, and a batch is 1.146 (1.112-1.182) of a plain step. Between fits, the bare / plain
-ratio moved between 1.00 and 1.06 (where each model's tensors happen to lie in memory), more than within
-one.
+``--blocks N`` instead splits a step in Lightning's loop into the training step and the rest, within a
+single fit (``Blocks``): after 100 steps of warm-up (a quarter of the epoch where that is less), blocks of N
+steps in Lightning's loop alternate with blocks of N training steps in a bare loop and N steps of the plain
+loop's model (fresh batches from a second shuffled loader over the same data), and the training steps
+inside Lightning's batches are timed on their own (N a multiple of ``steps_per_batch``). Alternating every
+N steps rather than every epoch keeps a machine's drifting speed out of the difference, so it resolves a
+few per cent where epoch rounds cannot; a fit's fixed costs (set-up, the end-of-epoch checkpoint) are left
+out. On an AMD EPYC, one step per Lightning batch: 1092 us (10.5%) of a step in Lightning's loop lay
+outside the training step, and it took 1.151 (1.131-1.204) of a plain step; with ``steps_per_batch=10``,
+271 us (2.8%) and 1.052 (1.023-1.075). Between fits, the bare / plain ratio moved between 1.00 and 1.07
+(where each model's tensors happen to lie in memory), more than within one.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from torch import nn
 from vae_lab.build import build, configure_torch
 from vae_lab.config import CONF_DIR
 from vae_lab.data.loader import TensorBatches
+from vae_lab.data.step_batches import step_args
 from vae_lab.runs.callback_group import group_callbacks
 
 D = 784
@@ -120,7 +123,7 @@ class Blocks(pl.Callback):
         self.plain: list[float] = []
         self._plain = PlainVAE().to(device)
         self._plain_opt = torch.optim.Adam(self._plain.parameters(), lr=1e-3, fused=True)
-        self._step_times: list[float] = []
+        self._timed_steps: list[float] = [0.0, 0]
         self._mark: float | None = None
         self.steps = 0
         self._batches = self._stream(x, batch_size)
@@ -131,24 +134,29 @@ class Blocks(pl.Callback):
         while True:
             yield from loader
 
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        step, times = pl_module.training_step, self._step_times
+    #: its batch hook needs Lightning's batches only, with the last step's index (vae_lab.model.multi_step)
+    multi_step_hooks = "once"
 
-        def timed(batch: torch.Tensor, batch_idx: int) -> torch.Tensor:  # Lightning reads its signature
-            start = time.perf_counter()
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        step, timed_steps = pl_module.training_step, self._timed_steps
+
+        def timed(batch, batch_idx: int) -> torch.Tensor:  # Lightning reads its signature
+            start, before = time.perf_counter(), trainer.global_step
             out = step(batch, batch_idx)
-            times.append(time.perf_counter() - start)
+            timed_steps[0] += time.perf_counter() - start  # seconds and optimizer steps, which a batch
+            timed_steps[1] += trainer.global_step - before  # of several steps (steps_per_batch) counts
             return out
 
         pl_module.training_step = timed
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if batch_idx < self.warmup or (batch_idx - self.warmup) % self.size:
+        done = step_args(batch, batch_idx, end=True)[1] + 1  # Lightning's steps in this epoch so far
+        if done < self.warmup or (done - self.warmup) % self.size:
             return
         now = time.perf_counter()
         if self._mark is not None:
             self.lightning.append((now - self._mark) / self.size)
-            self.inside.append(statistics.fmean(self._step_times[-self.size :]))
+            self.inside.append(self._timed_steps[0] / self._timed_steps[1])
         with counted_steps(trainer):
             start = time.perf_counter()
             for i in range(self.size):  # the batch drawn right before its step, as Lightning's fetcher does
@@ -161,6 +169,7 @@ class Blocks(pl.Callback):
             plain_step(model, opt, next(self._batches).to(self.device))
         _sync()
         self.plain.append((time.perf_counter() - start) / self.size)
+        self._timed_steps[:] = [0.0, 0]  # the next Lightning block's steps only
         self._mark = time.perf_counter()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -172,7 +181,7 @@ def blocks_report(blocks: Blocks) -> None:
     bare, plain = blocks.bare[:n], blocks.plain[:n]  # the blocks that ran just before each Lightning block
     us = 1e6
     print(
-        f"  blocks of {blocks.size}, {n} of each (medians): a Lightning batch "
+        f"  blocks of {blocks.size} steps, {n} of each (medians): a step in Lightning's loop "
         f"{statistics.median(blocks.lightning) * us:.0f} us, its training step "
         f"{statistics.median(blocks.inside) * us:.0f} us, the step in a bare loop "
         f"{statistics.median(bare) * us:.0f} us, the plain loop's step {statistics.median(plain) * us:.0f} us"
@@ -184,10 +193,10 @@ def blocks_report(blocks: Blocks) -> None:
         median, low, high, cover = median_interval(values)
         share = median / statistics.median(blocks.lightning)
         print(
-            f"  Lightning's batch {name}: {median * us:.0f} us ({cover:.0%} interval "
-            f"{low * us:.0f}-{high * us:.0f}), {share:.1%} of the batch"
+            f"  Lightning's loop {name}: {median * us:.0f} us a step ({cover:.0%} interval "
+            f"{low * us:.0f}-{high * us:.0f}), {share:.1%} of its step"
         )
-    for name, top in (("a Lightning batch", blocks.lightning), ("the bare loop's step", bare)):
+    for name, top in (("a step in Lightning's loop", blocks.lightning), ("the bare loop's step", bare)):
         median, low, high, cover = median_interval([a / b for a, b in zip(top, plain, strict=True)])
         print(
             f"  {name} / the plain loop's step: {median:.3f} ({cover:.0%} interval {low:.3f}-{high:.3f}; "
@@ -204,6 +213,7 @@ def vae_lab_epoch(
     times: list[tuple[float, float]],
     bare: bool = False,
     extra: pl.Callback | None = None,
+    steps_per_batch: int | None = None,
 ) -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
@@ -215,6 +225,7 @@ def vae_lab_epoch(
                 "+trainer.limit_val_batches=0",
                 f"paths.output_dir={out_dir}",
                 f"callbacks.grad_variance.enabled={probe}",
+                *([f"steps_per_batch={steps_per_batch}"] if steps_per_batch else []),
                 *(["trainer=gpu"] if device == "cuda" else []),
             ],
         )
@@ -282,6 +293,9 @@ def main() -> None:
     parser.add_argument(
         "--blocks", type=int, metavar="N", help="only the split of a Lightning batch, blocks of N steps"
     )
+    parser.add_argument(
+        "--steps-per-batch", type=int, metavar="K", help="vae-lab's steps_per_batch (default: the config's)"
+    )
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench_train: no CUDA device here; skipped (run with --device cpu)")
@@ -295,45 +309,70 @@ def main() -> None:
         batches = -(-args.examples // args.batch_size)
         blocks = Blocks(x, args.batch_size, args.blocks, min(100, batches // 4), args.device)
         with tempfile.TemporaryDirectory() as out:
-            vae_lab_epoch(x, args.batch_size, out, args.probe, args.device, [], extra=blocks)
+            vae_lab_epoch(
+                x,
+                args.batch_size,
+                out,
+                args.probe,
+                args.device,
+                [],
+                extra=blocks,
+                steps_per_batch=args.steps_per_batch,
+            )
         print(
             f"== a Lightning batch, split ({args.examples:,} examples, {args.device}, "
             f"load {os.getloadavg()[0]:.1f})"
         )
         blocks_report(blocks)
         return
-    lab: list[tuple[float, float]] = []
-    plain: list[tuple[float, float]] = []
-    bare: list[tuple[float, float]] = []
-    order = ("plain", "vae-lab", "bare") if args.floor else ("plain", "vae-lab")
+    runs: dict[str, list[tuple[float, float]]] = {"plain": [], "vae-lab": []}
+    if args.steps_per_batch != 1:
+        runs["one step"] = []  # vae-lab with steps_per_batch=1: what several steps a batch gain
+    if args.floor:
+        runs["bare"] = []
+    order = tuple(runs)
     with tempfile.TemporaryDirectory() as out:
         vae_lab_epoch(x, args.batch_size, out, args.probe, args.device, [])  # warm-up: first-use costs
         for round_ in range(args.rounds):  # alternating order, so a drift weighs on all alike
             for which in order if round_ % 2 == 0 else order[::-1]:
                 if which == "plain":
-                    plain_epoch(x, args.batch_size, args.device, plain)
-                else:
-                    times = lab if which == "vae-lab" else bare
-                    vae_lab_epoch(x, args.batch_size, out, args.probe, args.device, times, which == "bare")
+                    plain_epoch(x, args.batch_size, args.device, runs[which])
+                    continue
+                steps = 1 if which == "one step" else args.steps_per_batch
+                vae_lab_epoch(
+                    x,
+                    args.batch_size,
+                    out,
+                    args.probe,
+                    args.device,
+                    runs[which],
+                    which == "bare",
+                    None,
+                    steps,
+                )
     print(
         f"== one MNIST-sized epoch ({args.examples:,} examples), {args.device}, threads "
-        f"{torch.get_num_threads()}, batch {args.batch_size}, probe {args.probe}, "
-        f"load {os.getloadavg()[0]:.1f}"
+        f"{torch.get_num_threads()}, batch {args.batch_size}, probe {args.probe}, steps_per_batch "
+        f"{args.steps_per_batch or 'as configured'}, load {os.getloadavg()[0]:.1f}"
     )
     for kind, k in (("wall", 0), ("CPU", 1)):
-        p, v = [t[k] for t in plain], [t[k] for t in lab]
-        for name, runs in (("plain PyTorch loop ", p), ("vae-lab (Lightning)", v)):
-            listed = ", ".join(f"{t:.2f}" for t in runs)
-            print(f"  {kind} time, {name}: median {statistics.median(runs):7.3f} s/epoch (runs: {listed})")
-        ratios = [a / b for a, b in zip(v, p, strict=True)]
-        print(ratio_line(f"vae-lab / plain, {kind} time", ratios, GOAL))
-        if bare:
-            floor = [a[k] / b for a, b in zip(bare, p, strict=True)]
-            median, low, high, cover = median_interval(floor)
-            print(
-                f"  vae-lab's step in a bare loop / plain, {kind} time (no goal: where the rest lies): "
-                f"{median:.3f} ({cover:.0%} interval {low:.3f}-{high:.3f})"
-            )
+        p, v = [t[k] for t in runs["plain"]], [t[k] for t in runs["vae-lab"]]
+        for name, times in (("plain PyTorch loop ", p), ("vae-lab (Lightning)", v)):
+            listed = ", ".join(f"{t:.2f}" for t in times)
+            print(f"  {kind} time, {name}: median {statistics.median(times):7.3f} s/epoch (runs: {listed})")
+        print(ratio_line(f"vae-lab / plain, {kind} time", [a / b for a, b in zip(v, p, strict=True)], GOAL))
+        for which, what in (
+            ("one step", "vae-lab with steps_per_batch=1 / plain"),
+            ("bare", "vae-lab's step in a bare loop / plain"),
+        ):
+            if which in runs:
+                median, low, high, cover = median_interval(
+                    [a[k] / b for a, b in zip(runs[which], p, strict=True)]
+                )
+                print(
+                    f"  {what}, {kind} time (no goal: where the rest lies): "
+                    f"{median:.3f} ({cover:.0%} interval {low:.3f}-{high:.3f})"
+                )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 _DIR = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -23,13 +24,14 @@ def _bench_train():
     return module
 
 
-def test_blocks_alternate_lightning_batches_with_bare_steps_that_train(tmp_path):
+@pytest.mark.parametrize("steps_per_batch", [1, 3])
+def test_blocks_alternate_lightning_batches_with_bare_steps_that_train(tmp_path, steps_per_batch):
     bench = _bench_train()
     torch.manual_seed(0)
     x = torch.bernoulli(torch.rand(1500, bench.D) * 0.3)  # 30 batches of 50
     blocks = bench.Blocks(x, batch_size=50, size=3, warmup=6)
-    bench.vae_lab_epoch(x, 50, str(tmp_path), False, "cpu", [], extra=blocks)
-    marks = len(range(6, 30, 3))  # a bare block after batches 6, 9, ..., 27
+    bench.vae_lab_epoch(x, 50, str(tmp_path), False, "cpu", [], extra=blocks, steps_per_batch=steps_per_batch)
+    marks = len(range(6, 31, 3))  # a bare block after steps 6, 9, ..., 30 of Lightning's loop
     assert len(blocks.bare) == marks and len(blocks.lightning) == len(blocks.inside) == marks - 1
     # a block's training steps are part of its Lightning batches: they take less time than the batches
     assert all(0 < step < batch for step, batch in zip(blocks.inside, blocks.lightning, strict=True))
