@@ -320,8 +320,8 @@ def main() -> None:
                 steps_per_batch=args.steps_per_batch,
             )
         print(
-            f"== a Lightning batch, split ({args.examples:,} examples, {args.device}, "
-            f"load {os.getloadavg()[0]:.1f})"
+            f"== a step in Lightning's loop, split ({args.examples:,} examples, {args.device}, "
+            f"steps_per_batch {args.steps_per_batch or 'as configured'}, load {os.getloadavg()[0]:.1f})"
         )
         blocks_report(blocks)
         return
