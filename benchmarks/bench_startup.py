@@ -11,6 +11,14 @@ Measures, each in fresh `vae-lab` processes:
   speed-up = median sequential wall / median parallel wall;
 - the same with `trainer.max_epochs=100` (about 7 s of training per job).
 
+After each speed-up, where the walls went (medians), read from the jobs' summary.json (a job ends when its
+summary is last written and started ``duration_s`` before): the time to the first job's start, the jobs'
+span (first start to last end) and what follows the last job; and the ceiling of the speed-up on this
+machine: the sequential wall over the wall it would take with the jobs' span halved (the 4 jobs two at a
+time at the sequential pace) and the rest as it is (start-up, the tail). The joblib run passes it only by
+starting its first job earlier than the sequential run; what it loses against it lies in a later first
+job (the workers' start) or a longer span (two jobs at once run slower on 2 cores than one alone).
+
 Each figure is printed against its goal, with the load average (timings on a busy machine are slow and
 noisy: compare ratios, and runs made at the same load). --src DIR measures another checkout of vae-lab
 (e.g. an unpacked `git archive` of an older commit), with the same venv.
@@ -19,12 +27,14 @@ noisy: compare ratios, and runs made at the same load). --src DIR measures anoth
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -78,25 +88,65 @@ def startup(repeats: int, src: str | None, work: str) -> tuple[float, float]:
     return statistics.median(times), statistics.median(cpus)
 
 
+@dataclass(frozen=True)
+class SweepParts:
+    """Where a sweep's wall time went (seconds): to the first job's start, the jobs' span (first start to
+    last end), after the last job's end; and the median duration of a job."""
+
+    wall: float
+    first: float
+    span: float
+    tail: float
+    job: float
+
+    def line(self, what: str) -> str:
+        return (
+            f"  {what}: first job after {self.first:.1f} s, jobs {self.span:.1f} s ({self.job:.1f} s each), "
+            f"{self.tail:.1f} s after the last"
+        )
+
+
+def sweep_parts(sweep_dir: Path, start: float, end: float) -> SweepParts:
+    """The :class:`SweepParts` of a sweep run from ``start`` to ``end`` (``time.time()``), from its jobs'
+    summary.json: a job ends when that file was last written, and started its ``duration_s`` before."""
+    spans = []
+    for summary in sorted(Path(sweep_dir).glob("*/summary.json")):
+        done = summary.stat().st_mtime
+        spans.append((done - float(json.loads(summary.read_text())["duration_s"]), done))
+    if not spans:
+        sys.exit(f"no job's summary.json in {sweep_dir}")
+    first, last = min(s for s, _ in spans), max(e for _, e in spans)
+    job = statistics.median(e - s for s, e in spans)
+    return SweepParts(end - start, first - start, last - first, end - last, job)
+
+
+def median_parts(parts: list[SweepParts]) -> SweepParts:
+    fields = ("wall", "first", "span", "tail", "job")
+    return SweepParts(*(statistics.median(getattr(p, f) for p in parts) for f in fields))
+
+
+def ceiling(seq: SweepParts, n_jobs: int = 2) -> float:
+    """The speed-up over ``seq`` with the jobs' span divided among ``n_jobs`` and the rest unchanged."""
+    return seq.wall / (seq.first + seq.span / n_jobs + seq.tail)
+
+
 def speedup(
     repeats: int, extra: list[str], src: str | None, work: str, name: str
-) -> tuple[float, float, float]:
-    """(median sequential wall, median joblib wall, their ratio) of the 4-job sweep, measured alternately."""
+) -> tuple[SweepParts, SweepParts]:
+    """The median :class:`SweepParts` of the sequential and the joblib run of the 4-job sweep, measured
+    alternately."""
     env = environment(src)
-    walls: dict[str, list[float]] = {"seq": [], "par": []}
+    parts: dict[str, list[SweepParts]] = {"seq": [], "par": []}
     launchers = {"seq": [], "par": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}
     for i in range(repeats):
         for kind in ("seq", "par") if i % 2 == 0 else ("par", "seq"):
             sweep_dir = f"{work}/{name}_{kind}_{i}"
-            walls[kind].append(
-                run(
-                    ["train", "-m", SEEDS, *extra, *launchers[kind], f"hydra.sweep.dir={sweep_dir}"],
-                    work,
-                    env,
-                )
+            start = time.time()
+            wall = run(
+                ["train", "-m", SEEDS, *extra, *launchers[kind], f"hydra.sweep.dir={sweep_dir}"], work, env
             )
-    seq, par = statistics.median(walls["seq"]), statistics.median(walls["par"])
-    return seq, par, seq / par
+            parts[kind].append(sweep_parts(Path(sweep_dir), start, start + wall))
+    return median_parts(parts["seq"]), median_parts(parts["par"])
 
 
 def load() -> str:
@@ -128,12 +178,19 @@ def main() -> None:
         ):
             if name not in only:
                 continue
-            seq, par, ratio = speedup(repeats, extra, args.src, work, name)
+            seq, par = speedup(repeats, extra, args.src, work, name)
+            ratio = seq.wall / par.wall
             verdict = "ok" if ratio >= GOALS[name] else "under"
             what = "4 digits jobs" + (", max_epochs=100" if extra else "")
             print(
-                f"joblib speed-up, {what}: {ratio:.2f} (sequential {seq:.1f} s / joblib n_jobs=2 "
-                f"{par:.1f} s; goal >= {GOALS[name]:g}) {verdict}",
+                f"joblib speed-up, {what}: {ratio:.2f} (sequential {seq.wall:.1f} s / joblib n_jobs=2 "
+                f"{par.wall:.1f} s; goal >= {GOALS[name]:g}) {verdict}",
+                flush=True,
+            )
+            print(seq.line("sequential"))
+            print(par.line("joblib n_jobs=2"))
+            print(
+                f"  ceiling here (the sequential jobs two at a time, the rest unchanged): {ceiling(seq):.2f}",
                 flush=True,
             )
     print(f"{load()} (after)")
